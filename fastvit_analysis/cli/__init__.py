@@ -1,0 +1,1 @@
+"""The `fastvit-analysis` command."""

@@ -1,0 +1,1 @@
+"""Feature-map analyses: latent extraction, Fourier, variance, mini-batch CKA, frequency-noise robustness."""

@@ -1,0 +1,1 @@
+"""Loss landscapes: filter-normalised directions, batched grid evaluation, interpolation and trajectories."""

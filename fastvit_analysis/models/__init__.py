@@ -1,0 +1,1 @@
+"""AlterNet and CIFAR model configurations, registered with timm's model registry."""
