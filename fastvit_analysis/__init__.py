@@ -36,6 +36,7 @@ def _alias_source_subpackage(name: str, folder: str) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[full] = module
     spec.loader.exec_module(module)
+    globals()[name] = module
 
 
 _alias_source_subpackage("kernels", "kernels")
