@@ -199,3 +199,9 @@ def test_bad_inputs():
         loss_landscape(model, ce, [], steps=2)
     with pytest.raises(TypeError, match="model"):
         loss_landscape(lambda x: x, ce, data)
+    with pytest.raises(TypeError, match="loss_fn"):
+        loss_landscape(model, None, data, steps=2)
+    with pytest.raises(ValueError, match="l2_coef"):
+        loss_landscape(model, ce, data, steps=2, l2_coef=float("nan"))
+    with pytest.raises(TypeError, match="directions"):
+        loss_landscape(model, ce, data, directions=[1, 2])
