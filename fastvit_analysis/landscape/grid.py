@@ -69,8 +69,8 @@ def _restore_modes(model: nn.Module, modes: list[tuple[nn.Module, bool]]) -> Non
         module.training = training
 
 
-def _is_classification(out: Tensor, y: Tensor) -> bool:
-    return (not y.is_floating_point() and not y.is_complex() and y.ndim == 1 and out.ndim == 2
+def _is_classification(out: Any, y: Tensor) -> bool:
+    return (isinstance(out, Tensor) and not y.is_floating_point() and not y.is_complex() and y.ndim == 1 and out.ndim == 2
             and out.shape[0] == y.shape[0])
 
 
@@ -105,6 +105,9 @@ class _PointEvaluator:
     def _single(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         out = functional_call(self.model, (params, self.shared), (x,))
         loss = self.loss_fn(out, y)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar tensor (the batch mean), got {shape}")
         if _is_classification(out, y):
             correct = (out.argmax(dim=-1) == y).sum().to(loss.dtype)
         else:
