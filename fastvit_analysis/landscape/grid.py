@@ -8,6 +8,17 @@ The model object itself is never modified or copied: parameters stay bitwise ide
 train/eval flag of every submodule is restored afterwards. Points go through
 :func:`fastvit_analysis.run_sweep`, so with ``out=`` every finished chunk is written at once, a re-run
 resumes, and under torchrun each rank evaluates a disjoint share.
+
+Scaling out (every rank runs the same script; rank 0 shows the progress bar)::
+
+    # torchrun --nproc_per_node 2 landscape.py      (gloo on CPU, NCCL on GPU)
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    res = loss_landscape(model, nn.CrossEntropyLoss(), loader, steps=21, l2_coef=0.05, out="runs/vit")
+    if dist.get_rank() == 0:
+        res.save_json("runs/vit/landscape.json")
+
+Killed? Run the same command again: the points already in ``runs/vit`` are not recomputed.
 """
 from __future__ import annotations
 
