@@ -125,13 +125,20 @@ def test_pit_swin_convnext():
 
 
 def test_alternet_extraction():
-    models = pytest.importorskip("fastvit_analysis.models.alternet",
-                                 reason="AlterNet (branch issue7-models) not merged into this branch")
-    net = timm.create_model("alternet_tiny_cifar", num_classes=10)
+    alternet = pytest.importorskip("fastvit_analysis.models.alternet",
+                                   reason="AlterNet (branch issue7-models) not merged into this branch")
+    net = timm.create_model("demo_alternet", num_classes=10).eval()  # stages (2, 2, 2), MSA last in 2 and 3
     feats = extract_features(net, X)
-    kinds = list(feats.kinds.values())
-    assert kinds[0] == "embed" and "msa" in kinds and "conv" in kinds
-    assert models is not None
+    assert list(feats) == ["stem"] + [f"stages.{s}.{b}" for s in range(3) for b in range(2)]
+    assert list(feats.kinds.values()) == ["embed", "conv", "conv", "downsample", "msa", "downsample", "msa"]
+    assert isinstance(net.stages[1][1], alternet.MSABlock)
+    with torch.no_grad():
+        z = net.stem(X)
+        for s in range(3):
+            for b in range(2):
+                z = net.stages[s][b](z)
+                torch.testing.assert_close(feats[f"stages.{s}.{b}"], z)
+    assert feats["stages.2.1"].shape == (2, 256, 8, 8)
 
 
 def test_user_module_names_kinds_override_and_errors():
