@@ -61,12 +61,12 @@ def _jit_compile() -> None:
     sources = sorted(glob.glob(str(src / "ops" / "*.cpp"))) + sorted(glob.glob(str(src / "ops" / "cpu" / "*.cpp")))
     if not sources:
         raise ExtensionUnavailable(f"no C++ sources found under {src / 'ops'}")
-    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    cflags = ["-O3", "-fopenmp"]  # cpp_extension adds the -std torch needs
     kwargs = {}
     if _want_cuda():
         sources += sorted(glob.glob(str(src / "ops" / "cuda" / "*.cu")))
         cflags.append("-DFASTVIT_WITH_CUDA")
-        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-std=c++17", "-DFASTVIT_WITH_CUDA"]
+        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DFASTVIT_WITH_CUDA"]
     build = cache_dir()
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
