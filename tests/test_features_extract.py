@@ -175,3 +175,24 @@ def test_streaming_callback_keeps_nothing_and_counts_samples():
     assert n == 3 and seen == [("stem_out", 2), ("layer1.0", 2), ("stem_out", 1), ("layer1.0", 1)]
     assert ex.depths() == [0.0, 1.0]
     assert not net._forward_hooks and not net.act1._forward_hooks  # hooks removed
+
+
+def test_spec_and_layout_errors():
+    with pytest.raises(ValueError, match="capture"):
+        LatentSpec("a", "a", capture="grad")
+    with pytest.raises(ValueError, match="layout"):
+        LatentSpec("a", "a", layout="chw")
+    with pytest.raises(ValueError, match="not a square grid"):
+        to_feature_map(torch.randn(2, 10, 4), 0)
+    with pytest.raises(ValueError, match="map or"):
+        to_feature_map(torch.randn(2, 4), 0)
+    vit = tiny_vit()
+    with pytest.raises(ValueError, match="not found"):
+        extract_features(vit, X, layers=[LatentSpec("x", "blocks.9")])
+    with pytest.raises(ValueError, match="unique"):
+        extract_features(vit, X, layers=["blocks.0", "blocks.0"])
+    # a user LatentSpec with NHWC layout is permuted to (B, C, H, W)
+    swin = timm.models.swin_transformer.SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16,
+                                                        depths=(1,), num_heads=(2,), num_classes=10)
+    feats = extract_features(swin, X, layers=[LatentSpec("pe", "patch_embed", "embed", layout="nhwc")])
+    assert feats["pe"].shape == (2, 16, 8, 8)
