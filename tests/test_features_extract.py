@@ -196,3 +196,9 @@ def test_spec_and_layout_errors():
                                                         depths=(1,), num_heads=(2,), num_classes=10)
     feats = extract_features(swin, X, layers=[LatentSpec("pe", "patch_embed", "embed", layout="nhwc")])
     assert feats["pe"].shape == (2, 16, 8, 8)
+
+
+def test_module_running_twice_is_an_error():
+    net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
+    with pytest.raises(ValueError, match="more than once"):
+        extract_features(net, X[:, :, :16, :16], layers=["layer1.0.relu"])  # BasicBlock reuses its ReLU

@@ -355,6 +355,10 @@ class LatentExtractor:
         seen_specs: dict[str, LatentSpec] = {}
 
         def deliver(spec: LatentSpec, value: Any) -> None:
+            if spec.name in seen_specs:
+                raise ValueError(f"latent {spec.name!r}: module {spec.module!r} ran more than once in one "
+                                 f"forward pass (a shared module, e.g. torchvision's reused ReLU); pick a "
+                                 f"module that runs once")
             z = spec.canonical(value)
             if z.ndim == 3 and spec.layout == "auto" and spec.prefix_tokens:
                 side = math.isqrt(z.shape[1])
