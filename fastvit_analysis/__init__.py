@@ -65,6 +65,9 @@ _EXPORTS = {
     "minibatch_cka": "fastvit_analysis.features.cka",
     "frequency_noise": "fastvit_analysis.features.noise",
     "noise_robustness": "fastvit_analysis.features.noise",
+    "feature_statistics": "fastvit_analysis.features.statistics",
+    "LatentExtractor": "fastvit_analysis.features.extract",
+    "LatentSpec": "fastvit_analysis.features.extract",
     # attention
     "fused_attention": "fastvit_analysis.attention.fused",
     "patch_attention": "fastvit_analysis.attention.patch",
