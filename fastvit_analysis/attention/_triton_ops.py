@@ -65,19 +65,24 @@ def _lse_like(q: Tensor) -> Tensor:
     return q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
+def _dense_like(t: Tensor) -> Tensor:
+    # The launchers make inputs contiguous, so outputs are contiguous whatever the input strides.
+    return t.new_empty(t.shape)
+
+
 @attention_fwd_op.register_fake
 def _(q, k, v, bias, scale):
-    return torch.empty_like(q), _lse_like(q)
+    return _dense_like(q), _lse_like(q)
 
 
 @attention_fwd_jvp_op.register_fake
 def _(q, k, v, bias, scale, t_q, t_k, t_v, t_bias):
-    return torch.empty_like(q), _lse_like(q), torch.empty_like(q), _lse_like(q)
+    return _dense_like(q), _lse_like(q), _dense_like(q), _lse_like(q)
 
 
 def _grads_fake(q, k, v, bias, bias_requires_grad):
-    db = torch.empty_like(bias) if (bias is not None and bias_requires_grad) else q.new_empty(0)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), db
+    db = _dense_like(bias) if (bias is not None and bias_requires_grad) else q.new_empty(0)
+    return _dense_like(q), _dense_like(k), _dense_like(v), db
 
 
 @attention_bwd_op.register_fake
