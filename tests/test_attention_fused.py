@@ -299,3 +299,12 @@ def test_memory_is_n_times_block_not_n_squared(mode):
         run(math_attention)
     assert fused.largest <= heads * n * block
     assert math.largest >= heads * n * n
+
+
+def test_vmap_over_primals_per_sample_gradients():
+    """vmap over the batch of q/k/v (per-sample gradients), not only over tangents."""
+    q, k, v, bias = _inputs(9, 16, "heads")
+    loss_f = lambda q, k, v: _loss(fused_attention, block=4)(q[None], k[None], v[None], bias)  # noqa: E731
+    loss_m = lambda q, k, v: _loss(math_attention)(q[None], k[None], v[None], bias)  # noqa: E731
+    _assert_close(vmap(grad(loss_f, argnums=(0, 1, 2)))(q, k, v),
+                  vmap(grad(loss_m, argnums=(0, 1, 2)))(q, k, v))

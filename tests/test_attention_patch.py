@@ -226,3 +226,21 @@ def test_hessian_spectrum_through_patched_vit_matches_math_backend():
                                         progress=False)
     torch.testing.assert_close(torch.as_tensor(got.eigenvalues), torch.as_tensor(want.eigenvalues),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_timm_attention_masks_are_redirected_exactly(fused_calls):
+    """timm Attention's SDPA call with boolean (True = attend) and additive masks."""
+    from timm.layers import Attention
+    attn = Attention(32, num_heads=2, qkv_bias=True).eval()
+    x = torch.randn(2, 6, 32)
+    bool_mask = torch.rand(2, 1, 6, 6) > 0.4
+    bool_mask[..., 0] = True
+    float_mask = torch.randn(6, 6)
+    want = [_math_output(lambda t, m=m: attn(t, attn_mask=m), x) for m in (bool_mask, float_mask)]
+    patch_attention(attn)
+    got = [attn(x, attn_mask=m) for m in (bool_mask, float_mask)]
+    assert len(fused_calls) == 2
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    with pytest.warns(UserWarning, match="causal attention"):
+        attn(x, is_causal=True)
