@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import hessian_spectrum, max_eigenvalue_spectrum
-from test_curvature_models import MODELS, batch, dense_hessian, mlp
+from test_curvature_models import MODELS, batch, dense_hessian, mlp, single_thread  # noqa: F401 (autouse fixture)
 
 CE = nn.CrossEntropyLoss()
 
