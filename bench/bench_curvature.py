@@ -29,11 +29,13 @@ if not ON_GPU and os.environ.get("FASTVIT_BENCH_THREADS"):
 
 
 def cifar_resnet18(width: int = 64) -> nn.Module:
-    """timm resnet18 with the CIFAR stem (3x3 stride-1 conv, no max-pool); width 64 is the standard one."""
+    """timm resnet18 with the CIFAR stem (3x3 stride-1 conv, no max-pool); width 64 is the standard one.
+
+    Stage widths are (1, 2, 4, 8) x width; timm keeps the stem at 64 channels for the normal stem."""
     torch.manual_seed(0)
     model = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [2, 2, 2, 2], num_classes=10,
                                       stem_width=width, channels=tuple(width * m for m in (1, 2, 4, 8)))
-    model.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     model.maxpool = nn.Identity()
     return model.to(DEVICE).eval()
 
