@@ -10,7 +10,6 @@ FASTVIT_BENCH_THREADS=1 sets the intra-op thread count (recorded as extra_info["
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import timm
