@@ -207,10 +207,16 @@ def test_bias_without_grad_and_inputs_without_grad():
 
 
 class TestBadInputs:
-    def test_head_dim_not_supported(self):
+    def test_head_dim_not_supported_by_triton(self):
         x = torch.randn(1, 2, 5, 24)
         with pytest.raises(ValueError, match="head dim D=24"):
-            fused_attention(x, x, x)
+            fused_attention(x, x, x, backend="triton")
+
+    @pytest.mark.parametrize("head_dim", [3, 24])
+    def test_torch_path_takes_any_head_dim(self, head_dim):
+        q, k, v = (torch.randn(1, 2, 5, head_dim) for _ in range(3))
+        torch.testing.assert_close(fused_attention(q, k, v), math_attention(q, k, v),
+                                   rtol=1e-5, atol=1e-6)
 
     def test_not_4d(self):
         x = torch.randn(2, 5, 16)

@@ -151,9 +151,36 @@ def test_error_wrong_vector_shape():
         H.matmat(torch.randn(H.num_params, dtype=torch.float64))
 
 
-def test_fused_attention_gives_a_clear_error():
-    model = vit(fused=True)
-    H = HessianOperator(model, CE, batch("vit", n=2))  # the forward pass itself works
+def test_default_fused_vit_runs_through_fused_attention_and_is_restored():
+    model = vit(fused=True)  # timm's default: fused SDPA, which has no forward-mode AD
+    data = batch("vit")
+    dense, _ = reference("vit")
+    H = HessianOperator(model, CE, data)
+    V = torch.randn(2, H.num_params, dtype=torch.float64)
+    assert torch.allclose(H.matmat(V), V @ dense, atol=1e-10)
+    from fastvit_analysis.attention.patch import is_patched
+    assert not any(is_patched(m) for m in model.modules())
+
+
+class _RawSDPA(nn.Module):
+    """Calls fused SDPA from a module that patch_attention does not know."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 8, dtype=torch.float64)
+        self.head = nn.Linear(8, 3, dtype=torch.float64)
+
+    def forward(self, x):
+        h = self.proj(x).unsqueeze(1)
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
+            h = nn.functional.scaled_dot_product_attention(h.float(), h.float(), h.float()).double()
+        return self.head(h.squeeze(1).mean(1))
+
+
+def test_unpatchable_fused_attention_gives_a_clear_error():
+    model = _RawSDPA()
+    data = (torch.randn(2, 5, 8, dtype=torch.float64), torch.tensor([0, 2]))
+    H = HessianOperator(model, CE, data)  # the forward pass itself works
     with pytest.raises(RuntimeError, match="patch_attention") as info:
         H.matvec(torch.randn(H.num_params, dtype=torch.float64))
     assert info.value.__cause__ is None and "flash" not in str(info.value)

@@ -40,9 +40,9 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
     if q.shape[-2] < 1 or k.shape[-2] < 1:
         raise ValueError("fused_attention: sequence lengths must be >= 1")
     head_dim = q.shape[-1]
-    if head_dim not in SUPPORTED_HEAD_DIMS:
-        raise ValueError(f"fused_attention: head dim D={head_dim} is not supported; "
-                         f"expected one of {SUPPORTED_HEAD_DIMS}")
+    if backend == "triton" and head_dim not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"fused_attention: head dim D={head_dim} is not supported by the triton "
+                         f"backend; expected one of {SUPPORTED_HEAD_DIMS} (backend='torch' takes any D)")
     tensors = [("q", q), ("k", k), ("v", v)] + ([("attn_bias", attn_bias)] if attn_bias is not None else [])
     for name, t in tensors[1:]:
         if name == "attn_bias" and not isinstance(t, Tensor):
@@ -74,10 +74,12 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
 
 
 def resolve_backend(device: torch.device, backend: str = "auto",
-                    dtype: torch.dtype = torch.float32) -> str:
-    """'auto' picks Triton for CUDA tensors (float32/16/bf16), the composite torch path otherwise."""
+                    dtype: torch.dtype = torch.float32, head_dim: int = 64) -> str:
+    """'auto' picks Triton for CUDA tensors (float32/16/bf16, D in SUPPORTED_HEAD_DIMS), the
+    composite torch path otherwise (any D, any device)."""
     if backend == "auto":
-        return "triton" if device.type == "cuda" and dtype != torch.float64 else "torch"
+        use_triton = device.type == "cuda" and dtype != torch.float64 and head_dim in SUPPORTED_HEAD_DIMS
+        return "triton" if use_triton else "torch"
     return backend
 
 
@@ -87,7 +89,7 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] =
     """Non-causal attention ``softmax(scale * q @ k^T + attn_bias) @ v`` with HVP support.
 
     Args:
-        q: (B, H, N_q, D) queries; D in {16, 32, 64, 128}.
+        q: (B, H, N_q, D) queries; any D on the torch path, D in {16, 32, 64, 128} for Triton.
         k, v: (B, H, N_k, D) keys and values (same dtype and device as q).
         scale: softmax scale, default ``1 / sqrt(D)`` as in SDPA.
         attn_bias: optional additive bias broadcastable to (B, H, N_q, N_k), e.g. an
@@ -109,7 +111,7 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] =
     if not isinstance(block, int) or block < 1:
         raise ValueError(f"fused_attention: block must be a positive int, got {block!r}")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    chosen = resolve_backend(q.device, backend, q.dtype)
+    chosen = resolve_backend(q.device, backend, q.dtype, q.shape[-1])
     out, _lse = AttentionFunction.apply(q, k, v, attn_bias, scale, chosen, block)
     return out
 

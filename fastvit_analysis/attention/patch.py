@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .fused import SUPPORTED_HEAD_DIMS, fused_attention
+from .fused import fused_attention
 
 _STATE = "_fastvit_attention_patch"
 
@@ -51,8 +51,6 @@ def _sdpa_fusable(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor], 
         return "grouped-query attention"
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2]:
         return f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-    if q.shape[-1] not in SUPPORTED_HEAD_DIMS:
-        return f"head dim {q.shape[-1]} not in {SUPPORTED_HEAD_DIMS}"
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float64, torch.float32,
                                                             torch.float16, torch.bfloat16):
         return f"dtype {q.dtype}"
@@ -110,8 +108,6 @@ def _convit_mhsa_forward(self: nn.Module, x: Tensor) -> Tensor:
     reason = None
     if self.training and self.attn_drop.p > 0:
         reason = "attention dropout is active"
-    elif q.shape[-1] not in SUPPORTED_HEAD_DIMS:
-        reason = f"head dim {q.shape[-1]} not in {SUPPORTED_HEAD_DIMS}"
     if reason is not None:
         _warn_fallback(self, reason)
         return type(self).forward(self, x)
@@ -134,8 +130,6 @@ def _mha_forward(self: nn.MultiheadAttention, query: Tensor, key: Tensor, value:
         reason = "bias_k / add_zero_attn"
     elif self.training and self.dropout > 0:
         reason = "attention dropout is active"
-    elif self.head_dim not in SUPPORTED_HEAD_DIMS:
-        reason = f"head dim {self.head_dim} not in {SUPPORTED_HEAD_DIMS}"
     elif query.dim() != 3:
         reason = "unbatched input"
     if reason is not None:

@@ -44,13 +44,17 @@ def _prepare_model(model: nn.Module) -> Iterator[nn.Module]:
     """Put `model` in the state every curvature computation uses, and restore it afterwards.
 
     Eval mode: BatchNorm uses its running statistics (no buffer is updated), dropout and DropPath
-    are off. Each submodule's own `training` flag is restored on exit. This is the one place where
-    the model is prepared (attention patching for fused SDPA belongs here too).
+    are off. Each submodule's own `training` flag is restored on exit. Attention modules (timm,
+    torchvision, AlterNet) are temporarily switched to fastvit_analysis.fused_attention, whose
+    forward-mode and double-backward rules PyTorch's fused SDPA kernels lack, and restored on exit.
     """
+    from ..attention.patch import attention_patched
+
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        yield model
+        with attention_patched(model):
+            yield model
     finally:
         for m, mode in modes:
             m.training = mode
