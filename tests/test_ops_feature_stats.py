@@ -233,9 +233,11 @@ def test_op_is_registered_and_used_when_built(monkeypatch):
     fa.relative_log_amplitude(z)
 
 
+@pytest.mark.parametrize("isa", ["best", "baseline"])  # the CPU kernels exist for AVX2+FMA and baseline x86-64
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "tokens", "strided"])
-def test_compiled_and_eager_agree(layout):
+def test_compiled_and_eager_agree(layout, isa, monkeypatch):
     _require_compiled()
+    monkeypatch.setenv("FASTVIT_CPU_ISA", isa)
     if layout == "tokens":
         z, prefix = torch.randn(5, 2 + 144, 33), 2
     else:
