@@ -79,7 +79,7 @@ def test_log_amplitude(benchmark, name, method):
         benchmark.pedantic(paper_relative_log_amplitude, (z, prefix), **SLOW_ROUNDS)
         return
     if method == "best_pure_torch":
-        # anti-diagonal sums by one strided view of [z, z] + a (n x 2K) DFT matmul (the eager backend)
+        # the eager backend: one (batched) GEMM of the maps with the [n*n, 2K] diagonal-DFT matrix
         fn = lambda: fa.relative_log_amplitude(z, prefix, backend="eager")  # noqa: E731
     elif method == "compiled_op":
         _require_extension()
