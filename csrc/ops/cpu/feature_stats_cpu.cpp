@@ -47,7 +47,7 @@ namespace {
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-constexpr int64_t kMapsPerReduceBlock = 64;
+constexpr int64_t kMapsPerLogBlock = 512;
 
 bool use_avx2() {
 #ifdef FASTVIT_HAVE_AVX2
@@ -99,7 +99,8 @@ at::Tensor dft_matrix(int64_t n, at::ScalarType dtype) {
 
 // Three passes: (1) anti-diagonal sums of every map, reading the input once, in parallel;
 // (2) one GEMM [maps, n] x [n, 2K] for the DFT at the K diagonal frequencies;
-// (3) log amplitudes, per map or summed in fixed blocks (deterministic for any thread count).
+// (3) log amplitudes, per map or summed in fixed blocks of maps (deterministic for any number
+//     of threads).
 template <typename scalar_t, typename K>
 void diag_log_amplitude_impl(const at::Tensor& maps, const MapGeometry& g, bool reduce, at::Tensor& out, K) {
   using acc_t = acc_type<scalar_t>;
@@ -123,27 +124,28 @@ void diag_log_amplitude_impl(const at::Tensor& maps, const MapGeometry& g, bool 
   } else {
     const int64_t grain = std::max<int64_t>(1, 8192 / (n * n));
     at::parallel_for(0, num_maps, grain, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> doubled(2 * n);
+      std::vector<acc_t> scratch(cpu::baseline::planar_scratch_size(n));
       if (g.stride_w == 1) {
-        K::template antidiagonal_planar<scalar_t, acc_t, true>(data, g, begin, end, doubled.data(), sums_data);
+        K::template antidiagonal_planar<scalar_t, acc_t, true>(data, g, begin, end, scratch.data(), sums_data);
       } else {
-        K::template antidiagonal_planar<scalar_t, acc_t, false>(data, g, begin, end, doubled.data(), sums_data);
+        K::template antidiagonal_planar<scalar_t, acc_t, false>(data, g, begin, end, scratch.data(), sums_data);
       }
     });
   }
 
-  const at::Tensor spectrum = at::mm(sums, dft_matrix<acc_t>(n, acc_dtype));  // [maps, 2K]
-  const acc_t* spec = spectrum.const_data_ptr<acc_t>();
+  // [2K, maps]: each frequency's real / imaginary parts contiguous over maps for the log pass.
+  const at::Tensor spectrum_t = at::mm(dft_matrix<acc_t>(n, acc_dtype).t(), sums.t()).contiguous();
+  const acc_t* spec = spectrum_t.const_data_ptr<acc_t>();
   acc_t* out_data = out.mutable_data_ptr<acc_t>();
-  const int64_t num_blocks = (num_maps + kMapsPerReduceBlock - 1) / kMapsPerReduceBlock;
+  const int64_t num_blocks = (num_maps + kMapsPerLogBlock - 1) / kMapsPerLogBlock;
   std::vector<double> partial(reduce ? num_blocks * num_freq : 0, 0.0);
   at::parallel_for(0, num_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
-    std::vector<acc_t> lg(num_freq);
+    std::vector<acc_t> lg(kMapsPerLogBlock);
     for (int64_t block = block_begin; block < block_end; ++block) {
-      const int64_t begin = block * kMapsPerReduceBlock;
-      const int64_t end = std::min(num_maps, begin + kMapsPerReduceBlock);
-      K::template log_rows<acc_t>(spec, num_freq, begin, end, lg.data(), reduce ? nullptr : out_data,
-                                  reduce ? partial.data() + block * num_freq : nullptr);
+      const int64_t begin = block * kMapsPerLogBlock;
+      const int64_t end = std::min(num_maps, begin + kMapsPerLogBlock);
+      K::template log_columns<acc_t>(spec, num_maps, num_freq, begin, end, lg.data(), reduce ? nullptr : out_data,
+                                     reduce ? partial.data() + block * num_freq : nullptr);
     }
   });
   if (reduce) {

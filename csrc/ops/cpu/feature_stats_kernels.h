@@ -79,19 +79,31 @@ inline acc_t log_amplitude_exact(acc_t re, acc_t im) {
   return static_cast<acc_t>(std::log(std::hypot(static_cast<double>(re), static_cast<double>(im)) + kLogEps));
 }
 
+constexpr int64_t kRowPhases = 8;  // rows h with equal h mod 8 share one accumulation buffer
+
+// Scratch (elements) that antidiagonal_planar_range needs for maps of side n.
+inline int64_t planar_scratch_size(int64_t n) { return kRowPhases * (2 * n + kRowPhases); }
+
 // Anti-diagonal sums s[m] = sum_{h + w = m mod n} x[h, w] of maps [map_begin, map_end), unit
-// (kUnitW) or general W stride, into sums[idx * n + m]. `doubled` is 2n scratch: row h adds into
-// doubled[h .. h + n) with one contiguous loop, then s[m] = doubled[m] + doubled[m + n].
+// (kUnitW) or general W stride, into sums[idx * n + m].
+// Row h adds into a 2n-long buffer at offset h with one contiguous loop. Consecutive rows would
+// read-modify-write that buffer at offsets one element apart, which defeats store-to-load
+// forwarding; so row h goes to buffer h mod 8 at offset h - h mod 8 (a multiple of 8: loads see
+// whole earlier stores), and the 8 buffers are merged once per map.
 template <typename scalar_t, typename acc_t, bool kUnitW>
 void antidiagonal_planar_range(const scalar_t* __restrict__ data, const MapGeometry& g, int64_t map_begin,
-                               int64_t map_end, acc_t* __restrict__ doubled, acc_t* __restrict__ sums) {
+                               int64_t map_end, acc_t* __restrict__ scratch, acc_t* __restrict__ sums) {
   const int64_t n = g.n, stride_h = g.stride_h, stride_w = g.stride_w;
+  const int64_t phase_len = 2 * n + kRowPhases;
+  const int64_t phases = n < kRowPhases ? n : kRowPhases;
   for (int64_t idx = map_begin; idx < map_end; ++idx) {
     const scalar_t* map = data + (idx / g.channels) * g.stride_b + (idx % g.channels) * g.stride_c;
-    for (int64_t i = 0; i < 2 * n; ++i) doubled[i] = acc_t(0);
+    for (int64_t i = 0; i < phases * phase_len; ++i) scratch[i] = acc_t(0);
     for (int64_t h = 0; h < n; ++h) {
+      const int64_t phase = h % kRowPhases;
       const scalar_t* __restrict__ row = map + h * stride_h;
-      acc_t* __restrict__ dst = doubled + h;
+      // buffer `phase` holds position i at index kRowPhases + i - phase
+      acc_t* __restrict__ dst = scratch + phase * phase_len + kRowPhases + (h - phase);
       if constexpr (kUnitW) {
         for (int64_t w = 0; w < n; ++w) dst[w] += static_cast<acc_t>(row[w]);
       } else {
@@ -99,7 +111,11 @@ void antidiagonal_planar_range(const scalar_t* __restrict__ data, const MapGeome
       }
     }
     acc_t* __restrict__ out = sums + idx * n;
-    for (int64_t m = 0; m < n; ++m) out[m] = doubled[m] + doubled[m + n];
+    for (int64_t m = 0; m < n; ++m) out[m] = acc_t(0);
+    for (int64_t phase = 0; phase < phases; ++phase) {
+      const acc_t* __restrict__ buf = scratch + phase * phase_len + kRowPhases - phase;
+      for (int64_t m = 0; m < n; ++m) out[m] += buf[m] + buf[m + n];
+    }
   }
 }
 
@@ -125,24 +141,35 @@ void antidiagonal_interleaved_task(const scalar_t* __restrict__ data, const MapG
   }
 }
 
-// Rows [row_begin, row_end) of spectrum [maps, 2K] (Re F(k) then Im F(k)) -> log(|F| + eps),
-// written to out_maps[row * K + k] or, when partial != nullptr, summed into partial[k].
+// Maps [begin, end) of the transposed spectrum [2K, num_maps] (rows Re F(k), then Im F(k))
+// -> log(|F| + eps), contiguous over maps so it vectorises. Written to out_maps[map * K + k] or,
+// when partial != nullptr, summed (double lanes) into partial[k]. `lg` holds end - begin values.
 template <typename acc_t>
-void log_amplitude_rows(const acc_t* __restrict__ spectrum, int64_t num_freq, int64_t row_begin, int64_t row_end,
-                        acc_t* __restrict__ lg, acc_t* __restrict__ out_maps, double* __restrict__ partial) {
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const acc_t* __restrict__ re = spectrum + row * 2 * num_freq;
-    const acc_t* __restrict__ im = re + num_freq;
-    for (int64_t k = 0; k < num_freq; ++k) lg[k] = log_amplitude(re[k], im[k]);
-    if (any_positive_inf(lg, num_freq)) {
-      for (int64_t k = 0; k < num_freq; ++k) {
-        if (overflowed(lg[k], re[k], im[k])) lg[k] = log_amplitude_exact(re[k], im[k]);
+void log_amplitude_columns(const acc_t* __restrict__ spectrum_t, int64_t num_maps, int64_t num_freq,
+                           int64_t begin, int64_t end, acc_t* __restrict__ lg, acc_t* __restrict__ out_maps,
+                           double* __restrict__ partial) {
+  const int64_t count = end - begin;
+  for (int64_t k = 0; k < num_freq; ++k) {
+    const acc_t* __restrict__ re = spectrum_t + k * num_maps + begin;
+    const acc_t* __restrict__ im = spectrum_t + (num_freq + k) * num_maps + begin;
+    for (int64_t i = 0; i < count; ++i) lg[i] = log_amplitude(re[i], im[i]);
+    if (any_positive_inf(lg, count)) {
+      for (int64_t i = 0; i < count; ++i) {
+        if (overflowed(lg[i], re[i], im[i])) lg[i] = log_amplitude_exact(re[i], im[i]);
       }
     }
     if (partial != nullptr) {
-      for (int64_t k = 0; k < num_freq; ++k) partial[k] += static_cast<double>(lg[k]);
+      double lanes[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= count; i += 8) {
+        for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(lg[i + j]);
+      }
+      for (; i < count; ++i) lanes[0] += static_cast<double>(lg[i]);
+      double total = 0.0;
+      for (int j = 0; j < 8; ++j) total += lanes[j];
+      partial[k] += total;
     } else {
-      for (int64_t k = 0; k < num_freq; ++k) out_maps[row * num_freq + k] = lg[k];
+      for (int64_t i = 0; i < count; ++i) out_maps[(begin + i) * num_freq + k] = lg[i];
     }
   }
 }
@@ -240,7 +267,7 @@ struct Kernels {
   template <typename scalar_t, typename acc_t, typename... Args>
   static void antidiagonal_interleaved(Args... args) { antidiagonal_interleaved_task<scalar_t, acc_t>(args...); }
   template <typename acc_t, typename... Args>
-  static void log_rows(Args... args) { log_amplitude_rows<acc_t>(args...); }
+  static void log_columns(Args... args) { log_amplitude_columns<acc_t>(args...); }
   template <typename scalar_t, typename acc_t, bool kUnitW, typename... Args>
   static void moments_planar(Args... args) { moments_planar_range<scalar_t, acc_t, kUnitW>(args...); }
   template <typename scalar_t, typename acc_t, typename... Args>
