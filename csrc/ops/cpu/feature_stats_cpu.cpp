@@ -8,7 +8,8 @@
 //              (batch, channel block) per task with per-channel accumulators, so the inner loop
 //              runs over contiguous channels.
 // Any other strides use the planar traversal with strided loads. The DFT of the anti-diagonal
-// sums at the K diagonal frequencies is one small GEMM over all maps.
+// sums at the K diagonal frequencies and the logs follow in the same task, vectorised over maps,
+// so the whole op is one parallel region (cheap on oversubscribed machines too).
 // The inner loops (feature_stats_kernels.h) are compiled for the baseline ISA and, on x86-64
 // with GCC, again for AVX2+FMA, picked at run time ($FASTVIT_CPU_ISA=baseline forces the former).
 #include <ATen/ATen.h>
@@ -47,7 +48,7 @@ namespace {
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-constexpr int64_t kMapsPerLogBlock = 512;
+constexpr int64_t kMapsPerBlock = 256;  // planar maps per task
 
 bool use_avx2() {
 #ifdef FASTVIT_HAVE_AVX2
@@ -80,78 +81,59 @@ int64_t channel_blocks(int64_t batch, int64_t channels) {
   return blocks;
 }
 
-// [n, 2K] matrix: sums @ matrix = (Re F(k), Im F(k)) for k < K, exact twiddles.
-template <typename acc_t>
-at::Tensor dft_matrix(int64_t n, at::ScalarType dtype) {
-  const int64_t num_freq = (n + 1) / 2;
-  std::vector<acc_t> cos_t, sin_t;
-  dft_twiddles(n, cos_t, sin_t);
-  at::Tensor matrix = at::empty({n, 2 * num_freq}, at::TensorOptions().dtype(dtype));
-  acc_t* dst = matrix.mutable_data_ptr<acc_t>();
-  for (int64_t m = 0; m < n; ++m) {
-    for (int64_t k = 0; k < num_freq; ++k) {
-      dst[m * 2 * num_freq + k] = cos_t[m * num_freq + k];
-      dst[m * 2 * num_freq + num_freq + k] = sin_t[m * num_freq + k];
-    }
-  }
-  return matrix;
-}
-
-// Three passes: (1) anti-diagonal sums of every map, reading the input once, in parallel;
-// (2) one GEMM [maps, n] x [n, 2K] for the DFT at the K diagonal frequencies;
-// (3) log amplitudes, per map or summed in fixed blocks of maps (deterministic for any number
-//     of threads).
+// One parallel pass over blocks of maps (planar) or (batch, channel block)s (interleaved): the
+// anti-diagonal sums of the block (reading the input once), then their DFT at the K diagonal
+// frequencies and the log amplitudes, vectorised over the block's maps. Reduction: one partial
+// sum per task, added in task order (deterministic for any number of threads).
 template <typename scalar_t, typename K>
 void diag_log_amplitude_impl(const at::Tensor& maps, const MapGeometry& g, bool reduce, at::Tensor& out, K) {
   using acc_t = acc_type<scalar_t>;
   const int64_t n = g.n, num_freq = (n + 1) / 2, num_maps = g.batch * g.channels;
-  const at::ScalarType acc_dtype = result_type(maps.scalar_type());
+  std::vector<acc_t> cos_t, sin_t;
+  dft_twiddles(n, cos_t, sin_t);
   const scalar_t* data = maps.const_data_ptr<scalar_t>();
-  at::Tensor sums = at::empty({num_maps, n}, maps.options().dtype(acc_dtype));
-  acc_t* sums_data = sums.mutable_data_ptr<acc_t>();
+  acc_t* out_data = out.mutable_data_ptr<acc_t>();
+  acc_t* maps_out = reduce ? nullptr : out_data;
+  const bool interleaved = g.stride_w != 1 && g.stride_c == 1;
+  int64_t num_tasks, blocks = 1, block_size;
+  if (interleaved) {
+    blocks = channel_blocks(g.batch, g.channels);
+    block_size = (g.channels + blocks - 1) / blocks;
+    num_tasks = g.batch * blocks;
+  } else {
+    block_size = kMapsPerBlock;
+    num_tasks = (num_maps + block_size - 1) / block_size;
+  }
+  std::vector<double> partial(reduce ? num_tasks * num_freq : 0, 0.0);
 
-  if (g.stride_w != 1 && g.stride_c == 1) {
-    const int64_t blocks = channel_blocks(g.batch, g.channels);
-    const int64_t block_size = (g.channels + blocks - 1) / blocks;
-    at::parallel_for(0, g.batch * blocks, 1, [&](int64_t task_begin, int64_t task_end) {
-      std::vector<acc_t> acc(n * block_size);
-      for (int64_t task = task_begin; task < task_end; ++task) {
+  at::parallel_for(0, num_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+    std::vector<acc_t> sums_t(n * block_size), re(block_size), im(block_size), lg(block_size);
+    std::vector<acc_t> scratch(interleaved ? 0 : cpu::baseline::planar_scratch_size(n));
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      double* part = reduce ? partial.data() + task * num_freq : nullptr;
+      if (interleaved) {
         const int64_t b = task / blocks, c0 = (task % blocks) * block_size;
         const int64_t width = std::min(block_size, g.channels - c0);
-        if (width > 0) K::template antidiagonal_interleaved<scalar_t, acc_t>(data, g, b, c0, width, acc.data(), sums_data);
-      }
-    });
-  } else {
-    const int64_t grain = std::max<int64_t>(1, 8192 / (n * n));
-    at::parallel_for(0, num_maps, grain, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> scratch(cpu::baseline::planar_scratch_size(n));
-      if (g.stride_w == 1) {
-        K::template antidiagonal_planar<scalar_t, acc_t, true>(data, g, begin, end, scratch.data(), sums_data);
+        if (width <= 0) continue;
+        K::template antidiagonal_interleaved<scalar_t, acc_t>(data, g, b, c0, width, sums_t.data());
+        K::template dft_log<acc_t>(sums_t.data(), width, n, cos_t.data(), sin_t.data(), re.data(), im.data(),
+                                   lg.data(), b * g.channels + c0, maps_out, part);
       } else {
-        K::template antidiagonal_planar<scalar_t, acc_t, false>(data, g, begin, end, scratch.data(), sums_data);
+        const int64_t begin = task * block_size, end = std::min(num_maps, begin + block_size);
+        if (g.stride_w == 1) {
+          K::template antidiagonal_planar<scalar_t, acc_t, true>(data, g, begin, end, scratch.data(), sums_t.data());
+        } else {
+          K::template antidiagonal_planar<scalar_t, acc_t, false>(data, g, begin, end, scratch.data(), sums_t.data());
+        }
+        K::template dft_log<acc_t>(sums_t.data(), end - begin, n, cos_t.data(), sin_t.data(), re.data(), im.data(),
+                                   lg.data(), begin, maps_out, part);
       }
-    });
-  }
-
-  // [2K, maps]: each frequency's real / imaginary parts contiguous over maps for the log pass.
-  const at::Tensor spectrum_t = at::mm(dft_matrix<acc_t>(n, acc_dtype).t(), sums.t()).contiguous();
-  const acc_t* spec = spectrum_t.const_data_ptr<acc_t>();
-  acc_t* out_data = out.mutable_data_ptr<acc_t>();
-  const int64_t num_blocks = (num_maps + kMapsPerLogBlock - 1) / kMapsPerLogBlock;
-  std::vector<double> partial(reduce ? num_blocks * num_freq : 0, 0.0);
-  at::parallel_for(0, num_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
-    std::vector<acc_t> lg(kMapsPerLogBlock);
-    for (int64_t block = block_begin; block < block_end; ++block) {
-      const int64_t begin = block * kMapsPerLogBlock;
-      const int64_t end = std::min(num_maps, begin + kMapsPerLogBlock);
-      K::template log_columns<acc_t>(spec, num_maps, num_freq, begin, end, lg.data(), reduce ? nullptr : out_data,
-                                     reduce ? partial.data() + block * num_freq : nullptr);
     }
   });
   if (reduce) {
     for (int64_t k = 0; k < num_freq; ++k) {
       double total = 0.0;
-      for (int64_t block = 0; block < num_blocks; ++block) total += partial[block * num_freq + k];
+      for (int64_t task = 0; task < num_tasks; ++task) total += partial[task * num_freq + k];
       out_data[k] = static_cast<acc_t>(total / static_cast<double>(num_maps));
     }
   }

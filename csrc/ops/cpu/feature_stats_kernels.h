@@ -82,18 +82,18 @@ inline acc_t log_amplitude_exact(acc_t re, acc_t im) {
 constexpr int64_t kRowPhases = 8;  // rows h with equal h mod 8 share one accumulation buffer
 
 // Scratch (elements) that antidiagonal_planar_range needs for maps of side n.
-inline int64_t planar_scratch_size(int64_t n) { return kRowPhases * (2 * n + kRowPhases); }
+inline int64_t planar_scratch_size(int64_t n) { return kRowPhases * (2 * n + kRowPhases) + n; }
 
 // Anti-diagonal sums s[m] = sum_{h + w = m mod n} x[h, w] of maps [map_begin, map_end), unit
-// (kUnitW) or general W stride, into sums[idx * n + m].
+// (kUnitW) or general W stride, into sums_t[m * count + (idx - map_begin)], count = end - begin.
 // Row h adds into a 2n-long buffer at offset h with one contiguous loop. Consecutive rows would
 // read-modify-write that buffer at offsets one element apart, which defeats store-to-load
 // forwarding; so row h goes to buffer h mod 8 at offset h - h mod 8 (a multiple of 8: loads see
 // whole earlier stores), and the 8 buffers are merged once per map.
 template <typename scalar_t, typename acc_t, bool kUnitW>
 void antidiagonal_planar_range(const scalar_t* __restrict__ data, const MapGeometry& g, int64_t map_begin,
-                               int64_t map_end, acc_t* __restrict__ scratch, acc_t* __restrict__ sums) {
-  const int64_t n = g.n, stride_h = g.stride_h, stride_w = g.stride_w;
+                               int64_t map_end, acc_t* __restrict__ scratch, acc_t* __restrict__ sums_t) {
+  const int64_t n = g.n, stride_h = g.stride_h, stride_w = g.stride_w, count = map_end - map_begin;
   const int64_t phase_len = 2 * n + kRowPhases;
   const int64_t phases = n < kRowPhases ? n : kRowPhases;
   for (int64_t idx = map_begin; idx < map_end; ++idx) {
@@ -110,48 +110,58 @@ void antidiagonal_planar_range(const scalar_t* __restrict__ data, const MapGeome
         for (int64_t w = 0; w < n; ++w) dst[w] += static_cast<acc_t>(row[w * stride_w]);
       }
     }
-    acc_t* __restrict__ out = sums + idx * n;
-    for (int64_t m = 0; m < n; ++m) out[m] = acc_t(0);
+    // merge the phases into scratch[0 .. n) (phase 0's slots are read before being overwritten)
+    acc_t* __restrict__ merged = scratch + phase_len * kRowPhases;
+    for (int64_t m = 0; m < n; ++m) merged[m] = acc_t(0);
     for (int64_t phase = 0; phase < phases; ++phase) {
       const acc_t* __restrict__ buf = scratch + phase * phase_len + kRowPhases - phase;
-      for (int64_t m = 0; m < n; ++m) out[m] += buf[m] + buf[m + n];
+      for (int64_t m = 0; m < n; ++m) merged[m] += buf[m] + buf[m + n];
     }
+    for (int64_t m = 0; m < n; ++m) sums_t[m * count + (idx - map_begin)] = merged[m];
   }
 }
 
-// Anti-diagonal sums of one (batch, channel block) of an interleaved (unit C stride) layout:
-// per-channel accumulators acc[m][c] (n * width scratch), inner loop over contiguous channels.
+// Anti-diagonal sums of one (batch, channel block) of an interleaved (unit C stride) layout into
+// sums_t[m * width + c] (per-channel accumulators, inner loop over contiguous channels).
 template <typename scalar_t, typename acc_t>
 void antidiagonal_interleaved_task(const scalar_t* __restrict__ data, const MapGeometry& g, int64_t b, int64_t c0,
-                                   int64_t width, acc_t* __restrict__ acc, acc_t* __restrict__ sums) {
+                                   int64_t width, acc_t* __restrict__ sums_t) {
   const int64_t n = g.n;
-  for (int64_t i = 0; i < n * width; ++i) acc[i] = acc_t(0);
+  for (int64_t i = 0; i < n * width; ++i) sums_t[i] = acc_t(0);
   const scalar_t* base = data + b * g.stride_b + c0;
   for (int64_t h = 0; h < n; ++h) {
     for (int64_t w = 0; w < n; ++w) {
       const int64_t m = (h + w >= n) ? h + w - n : h + w;
       const scalar_t* __restrict__ src = base + h * g.stride_h + w * g.stride_w;
-      acc_t* __restrict__ dst = acc + m * width;
+      acc_t* __restrict__ dst = sums_t + m * width;
       for (int64_t c = 0; c < width; ++c) dst[c] += static_cast<acc_t>(src[c]);
     }
   }
-  for (int64_t c = 0; c < width; ++c) {
-    acc_t* __restrict__ out = sums + (b * g.channels + c0 + c) * n;
-    for (int64_t m = 0; m < n; ++m) out[m] = acc[m * width + c];
-  }
 }
 
-// Maps [begin, end) of the transposed spectrum [2K, num_maps] (rows Re F(k), then Im F(k))
-// -> log(|F| + eps), contiguous over maps so it vectorises. Written to out_maps[map * K + k] or,
-// when partial != nullptr, summed (double lanes) into partial[k]. `lg` holds end - begin values.
+// DFT at the K diagonal frequencies and log(|F| + eps) for a block of `count` maps (global
+// indices first_map ..) whose anti-diagonal sums are sums_t[m * count + i]; vectorised over the
+// maps. Twiddles [m][K]. Results go to out_maps[map * K + k] or, when partial != nullptr, are
+// summed (double lanes) into partial[k]. re, im, lg: `count` scratch each.
 template <typename acc_t>
-void log_amplitude_columns(const acc_t* __restrict__ spectrum_t, int64_t num_maps, int64_t num_freq,
-                           int64_t begin, int64_t end, acc_t* __restrict__ lg, acc_t* __restrict__ out_maps,
-                           double* __restrict__ partial) {
-  const int64_t count = end - begin;
+void block_dft_log(const acc_t* __restrict__ sums_t, int64_t count, int64_t n, const acc_t* __restrict__ cos_t,
+                   const acc_t* __restrict__ sin_t, acc_t* __restrict__ re, acc_t* __restrict__ im,
+                   acc_t* __restrict__ lg, int64_t first_map, acc_t* __restrict__ out_maps,
+                   double* __restrict__ partial) {
+  const int64_t num_freq = (n + 1) / 2;
   for (int64_t k = 0; k < num_freq; ++k) {
-    const acc_t* __restrict__ re = spectrum_t + k * num_maps + begin;
-    const acc_t* __restrict__ im = spectrum_t + (num_freq + k) * num_maps + begin;
+    for (int64_t i = 0; i < count; ++i) {
+      re[i] = acc_t(0);
+      im[i] = acc_t(0);
+    }
+    for (int64_t m = 0; m < n; ++m) {
+      const acc_t cr = cos_t[m * num_freq + k], sr = sin_t[m * num_freq + k];
+      const acc_t* __restrict__ s = sums_t + m * count;
+      for (int64_t i = 0; i < count; ++i) {
+        re[i] += s[i] * cr;
+        im[i] += s[i] * sr;
+      }
+    }
     for (int64_t i = 0; i < count; ++i) lg[i] = log_amplitude(re[i], im[i]);
     if (any_positive_inf(lg, count)) {
       for (int64_t i = 0; i < count; ++i) {
@@ -169,7 +179,7 @@ void log_amplitude_columns(const acc_t* __restrict__ spectrum_t, int64_t num_map
       for (int j = 0; j < 8; ++j) total += lanes[j];
       partial[k] += total;
     } else {
-      for (int64_t i = 0; i < count; ++i) out_maps[(begin + i) * num_freq + k] = lg[i];
+      for (int64_t i = 0; i < count; ++i) out_maps[(first_map + i) * num_freq + k] = lg[i];
     }
   }
 }
@@ -267,7 +277,7 @@ struct Kernels {
   template <typename scalar_t, typename acc_t, typename... Args>
   static void antidiagonal_interleaved(Args... args) { antidiagonal_interleaved_task<scalar_t, acc_t>(args...); }
   template <typename acc_t, typename... Args>
-  static void log_columns(Args... args) { log_amplitude_columns<acc_t>(args...); }
+  static void dft_log(Args... args) { block_dft_log<acc_t>(args...); }
   template <typename scalar_t, typename acc_t, bool kUnitW, typename... Args>
   static void moments_planar(Args... args) { moments_planar_range<scalar_t, acc_t, kUnitW>(args...); }
   template <typename scalar_t, typename acc_t, typename... Args>
