@@ -15,7 +15,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "ops/feature_stats.h"
+#include "../feature_stats.h"
 
 namespace fastvit_analysis {
 namespace {
