@@ -6,6 +6,16 @@ import torch
 import fastvit_analysis  # noqa: F401  (registers the models)
 from fastvit_analysis.models import REGISTERED_MODELS, create, model_kind
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 EXPECTED_NAMES = {
     "alternet50_cifar", "alternet50_cifar_ref", "alternet50", "preact_resnet50_cifar", "vit_ti_cifar",
     "vit_ti_gap_cifar", "vit_ti_local_cifar", "pit_ti_cifar", "swin_ti_cifar", "demo_resnet", "demo_vit",
