@@ -151,5 +151,8 @@ def test_unknown_model_errors():
         timm.create_model("demo_resnet", pretrained=True)
     with pytest.raises(ValueError, match="msa_blocks"):
         create("demo_alternet", msa_blocks=(0, 2, 1))
+    with pytest.raises(ValueError, match="window_size=4"):
+        create("alternet50_cifar", img_size=24)
+    assert create("demo_alternet", img_size=32).img_size == 32
     with pytest.raises(FileNotFoundError, match="does_not_exist.pt"):
         create("/tmp/does_not_exist.pt")
