@@ -1,0 +1,267 @@
+"""What every subcommand shares: device and torchrun setup, loading models and data from the
+command line's strings, and writing results (JSON + PNG/PDF figures) on rank 0 only."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .._results import atomic_write_text, to_jsonable
+from .main import CLIError
+
+DATA_KINDS = ("synthetic", "cifar10", "cifar100", "imagefolder")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+
+
+# ------------------------------------------------------------------------------ device, torchrun
+def resolve_device(text: str) -> torch.device:
+    """'cpu' or 'cuda' (under torchrun 'cuda' means this rank's LOCAL_RANK GPU)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise CLIError(f"--device: expected 'cpu' or 'cuda', got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CLIError(f"--device: expected 'cpu' or 'cuda', got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda: no CUDA device is available (use --device cpu)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise CLIError("started under torchrun but this torch has no torch.distributed support")
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs: dict[str, Any] = {"backend": backend}
+        if device.type == "cuda":
+            kwargs["device_id"] = device
+        dist.init_process_group(**kwargs)
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def setup(args) -> torch.device:
+    """Device, process group, progress switch and output directory of a subcommand."""
+    if getattr(args, "no_progress", False):
+        os.environ["FASTVIT_PROGRESS"] = "0"
+    device = resolve_device(args.device)
+    init_distributed(device)
+    if getattr(args, "seed", None) is not None:
+        torch.manual_seed(args.seed)
+    return device
+
+
+def out_dir(args, default: str) -> Path:
+    path = Path(args.out if args.out else default).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {str(path)!r} exists and is not a directory")
+    if is_rank_zero():
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    info = {"seconds": 0.0}
+    start = time.perf_counter()
+    try:
+        yield info
+    finally:
+        info["seconds"] = time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------- data
+def parse_data_spec(spec: str) -> tuple[str, Path | None]:
+    """Check 'synthetic' | 'cifar10:/path' | 'cifar100:/path' | 'imagefolder:/path' before loading."""
+    kind, sep, path = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in DATA_KINDS:
+        raise CLIError(f"--data: unknown data set {spec!r}; expected one of synthetic, cifar10:/path, "
+                       f"cifar100:/path, imagefolder:/path")
+    if kind == "synthetic":
+        if path:
+            raise CLIError(f"--data: 'synthetic' takes no path, got {spec!r}")
+        return kind, None
+    if not sep or not path:
+        raise CLIError(f"--data: {kind} needs a path, e.g. '{kind}:/data/{kind}'")
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise CLIError(f"--data: path {str(folder)!r} does not exist (data is never downloaded)")
+    return kind, folder
+
+
+def normalized_spec(spec: str) -> str:
+    kind, folder = parse_data_spec(spec)
+    return kind if folder is None else f"{kind}:{folder}"
+
+
+def build_loader(spec: str, split: str, batch_size: int, *, num_samples: int | None = None,
+                 seed: int = 0, train: bool = False):
+    from .. import data as data_module
+
+    return data_module.build_loader(normalized_spec(spec), split, batch_size, train=train,
+                                    num_samples=num_samples, seed=seed)
+
+
+def num_classes_of(spec: str) -> int:
+    """Classes of a data set: from the data set object when it says, else from the kind."""
+    kind, _ = parse_data_spec(spec)
+    from .. import data as data_module
+
+    dataset = data_module.build_dataset(normalized_spec(spec), "test")
+    for attr in ("num_classes",):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, int):
+            return value
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    return {"synthetic": 10, "cifar10": 10, "cifar100": 100}.get(kind, 0) or _count_targets(dataset)
+
+
+def _count_targets(dataset) -> int:
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise CLIError("cannot tell the number of classes of the data set")
+    return int(max(int(t) for t in targets)) + 1
+
+
+# --------------------------------------------------------------------------------------- models
+def looks_like_checkpoint(text: str) -> bool:
+    return (text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text or text.startswith(".")
+            or Path(text).expanduser().is_file())
+
+
+def model_label(text: str) -> str:
+    """A short name for tables: the model name, or the folder of a checkpoint."""
+    if looks_like_checkpoint(text):
+        path = Path(text).expanduser()
+        return path.parent.name or path.stem
+    return text
+
+
+def load_model(text: str, *, num_classes: int | None, device: torch.device,
+               checkpoint: str | None = None, option: str = "--model") -> nn.Module:
+    """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`."""
+    from .. import models
+
+    if looks_like_checkpoint(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CLIError(f"{option}: checkpoint {str(path)!r} does not exist")
+        if checkpoint is not None:
+            raise CLIError(f"--checkpoint goes with a model name, but {option} is already a checkpoint ({text})")
+        model = models.create(str(path))
+    else:
+        kwargs = {"num_classes": num_classes} if num_classes else {}
+        model = _create_by_name(models, text, option, **kwargs)
+        if checkpoint is not None:
+            load_weights(model, checkpoint, text)
+    model_classes = getattr(model, "num_classes", None)
+    if num_classes and isinstance(model_classes, int) and model_classes != num_classes:
+        raise CLIError(f"{option} {text!r} predicts {model_classes} classes but the data has {num_classes}")
+    return model.to(device).eval()
+
+
+def _create_by_name(models, name: str, option: str, **kwargs) -> nn.Module:
+    import timm
+
+    known = getattr(models, "list_models", None)
+    if not timm.is_model(name) and not (callable(known) and name in known()):
+        suggestions = timm.list_models(f"*{name.split('_')[0]}*")[:5] if name else []
+        hint = f"; similar: {', '.join(suggestions)}" if suggestions else ""
+        raise CLIError(f"{option}: unknown model {name!r} (not a timm model name nor an existing checkpoint file{hint})")
+    return models.create(name, **kwargs)
+
+
+def _state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "model_state_dict", "model_state"):
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise CLIError("checkpoint holds no model state dict")
+
+
+def load_weights(model: nn.Module, path: str, name: str) -> None:
+    """Load a checkpoint's weights into `model`, with a one-line message on a mismatch."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CLIError(f"--checkpoint: {str(file)!r} does not exist")
+    state = _state_dict_of(torch.load(file, map_location="cpu", weights_only=False))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if shape:
+            k = shape[0]
+            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} "
+                         f"vs model {tuple(own[k].shape)})")
+        raise CLIError(f"checkpoint {str(file)!r} does not match model {name!r}: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def loss_fn() -> nn.Module:
+    return nn.CrossEntropyLoss()
+
+
+# -------------------------------------------------------------------------------------- writing
+def write_json(path: Path, payload: dict[str, Any]) -> Path | None:
+    """Write a JSON payload on rank 0 (other ranks return None)."""
+    if not is_rank_zero():
+        return None
+    atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2))
+    return path
+
+
+def save_figure(fig, out: Path, stem: str) -> list[str]:
+    """Save `fig` as OUT/stem.png and OUT/stem.pdf on rank 0; returns the file names written."""
+    import matplotlib.pyplot as plt
+
+    names: list[str] = []
+    if is_rank_zero():
+        for ext in ("png", "pdf"):
+            target = out / f"{stem}.{ext}"
+            tmp = out / f".{stem}.tmp.{ext}"
+            fig.savefig(tmp, dpi=120 if ext == "png" else None, bbox_inches="tight")
+            os.replace(tmp, target)
+            names.append(target.name)
+    plt.close(fig)
+    return names
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
