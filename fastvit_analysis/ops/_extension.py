@@ -1,0 +1,151 @@
+"""Loads the C++/CUDA extension that registers the `torch.ops.fastvit_analysis` ops.
+
+Order: the ahead-of-time build `fastvit_analysis._C` (setup.py, pip --no-build-isolation),
+else a one-time compile of the shipped sources with torch.utils.cpp_extension.load (ninja),
+cached under ~/.cache/fastvit_analysis (or $FASTVIT_CACHE_DIR). Nothing is compiled at import
+time: the first call that wants the compiled backend triggers it.
+"""
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+NAMESPACE = "fastvit_analysis"
+OPS = ("diag_log_amplitude", "feature_moments")
+
+_lock = threading.Lock()
+_state: dict = {"tried": False, "ok": False, "error": None, "source": None, "warned": False}
+
+
+class ExtensionUnavailable(RuntimeError):
+    """The compiled extension could not be imported or built."""
+
+
+def _ops_registered() -> bool:
+    namespace = getattr(torch.ops, NAMESPACE)
+    return all(hasattr(namespace, op) for op in OPS)
+
+
+def source_dir() -> Path:
+    """Folder holding ops/*.cpp, ops/cpu/*.cpp, ops/cuda/*.cu (fastvit_analysis.csrc)."""
+    csrc = importlib.import_module("fastvit_analysis.csrc")
+    paths = list(getattr(csrc, "__path__", []))
+    if paths:
+        return Path(paths[0])
+    return Path(csrc.__file__).parent
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FASTVIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                 "fastvit_analysis")
+    flavour = f"cu{torch.version.cuda}" if _want_cuda() else "cpu"
+    return Path(root) / f"torch{torch.__version__.split('+')[0]}-{flavour}"
+
+
+def _want_cuda() -> bool:
+    from torch.utils import cpp_extension
+
+    return bool(torch.version.cuda and torch.cuda.is_available() and cpp_extension.CUDA_HOME)
+
+
+def _jit_compile() -> None:
+    from torch.utils import cpp_extension
+
+    src = source_dir()
+    sources = sorted(glob.glob(str(src / "ops" / "*.cpp"))) + sorted(glob.glob(str(src / "ops" / "cpu" / "*.cpp")))
+    if not sources:
+        raise ExtensionUnavailable(f"no C++ sources found under {src / 'ops'}")
+    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    kwargs = {}
+    if _want_cuda():
+        sources += sorted(glob.glob(str(src / "ops" / "cuda" / "*.cu")))
+        cflags.append("-DFASTVIT_WITH_CUDA")
+        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-std=c++17", "-DFASTVIT_WITH_CUDA"]
+    build = cache_dir()
+    build.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(
+        name="fastvit_analysis_ops",
+        sources=sources,
+        extra_cflags=cflags,
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=[str(src)],
+        build_directory=str(build),
+        is_python_module=False,
+        verbose=os.environ.get("FASTVIT_VERBOSE_BUILD", "0") == "1",
+        **kwargs,
+    )
+
+
+def _load() -> None:
+    if _ops_registered():
+        _state["source"] = _state["source"] or "preloaded"
+        return
+    try:
+        importlib.import_module("fastvit_analysis._C")
+        _state["source"] = "fastvit_analysis._C"
+    except ImportError as aot_error:
+        if os.environ.get("FASTVIT_NO_JIT", "0") == "1":
+            raise ExtensionUnavailable(f"fastvit_analysis._C is not built ({aot_error}) and "
+                                       f"FASTVIT_NO_JIT=1 forbids compiling it") from aot_error
+        _jit_compile()
+        _state["source"] = f"jit:{cache_dir()}"
+    if not _ops_registered():
+        raise ExtensionUnavailable(f"the extension loaded from {_state['source']} did not register "
+                                   f"torch.ops.{NAMESPACE}.{{{', '.join(OPS)}}}")
+
+
+def load_extension() -> bool:
+    """Import or build the extension once; True when its ops are registered.
+
+    Failure is remembered (no retry within a process); `extension_error()` says why.
+    """
+    if _state["tried"]:
+        return _state["ok"]
+    with _lock:
+        if not _state["tried"]:
+            try:
+                _load()
+                from . import _fake  # noqa: F401  (register_fake needs the op schemas)
+                _state["ok"] = True
+            except Exception as error:  # compiler missing, build error, ABI mismatch, ...
+                _state["error"] = error
+                _state["ok"] = False
+            _state["tried"] = True
+    return _state["ok"]
+
+
+def extension_error() -> BaseException | None:
+    return _state["error"]
+
+
+def extension_source() -> str | None:
+    """Where the ops came from: 'fastvit_analysis._C', 'jit:<dir>', 'preloaded', or None."""
+    return _state["source"] if _state["ok"] else None
+
+
+def warn_fallback_once() -> None:
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn(f"fastvit_analysis: the compiled ops are unavailable ({_state['error']!r}); "
+                      f"using the eager torch implementation. Set FASTVIT_OPS_BACKEND=eager to "
+                      f"silence this.", RuntimeWarning, stacklevel=3)
+
+
+def require_extension() -> None:
+    if not load_extension():
+        raise ExtensionUnavailable(f"backend='compiled' but the fastvit_analysis extension is "
+                                   f"unavailable: {_state['error']!r}") from _state["error"]
+
+
+def has_kernel_for(op: str, device: torch.device) -> bool:
+    """True when the loaded extension has a kernel for `device` (a CPU-only build has no CUDA one)."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    if key is None:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", key)
