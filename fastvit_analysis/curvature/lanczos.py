@@ -1,0 +1,172 @@
+"""Lanczos with full re-orthogonalisation and thick restarts, for b independent symmetric operators at once.
+
+`apply(V [b, P]) -> [b, P]` applies operator i to row i (b = 1 for one Hessian; b mini-batch
+Hessians for per-mini-batch spectra). The Krylov bases live in one [b, m + 1, P] buffer; the
+projected matrix T = QᵀHQ is formed column by column from the Gram-Schmidt coefficients, so thick
+restarts (keep the best Ritz vectors, continue from the residual direction) need no special case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .._progress import progress_bar
+from .krylov import combine, gaussian, norms, project_out_
+
+Apply = Callable[[Tensor], Tensor]
+WHICH = ("LA", "SA", "LM")
+
+
+def check_which(which: str) -> str:
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH} (largest algebraic, smallest algebraic, largest "
+                         f"magnitude), got {which!r}")
+    return which
+
+
+def order_by(values: Tensor, which: str) -> Tensor:
+    """Indices [.., n] that sort the last dim of `values` best-first for `which`."""
+    if which == "LA":
+        return torch.argsort(values, dim=-1, descending=True)
+    if which == "SA":
+        return torch.argsort(values, dim=-1)
+    return torch.argsort(values.abs(), dim=-1, descending=True)
+
+
+class KrylovBasis:
+    """Orthonormal Krylov bases of b problems in one buffer, and their projected matrices."""
+
+    def __init__(self, v0: Tensor, max_basis: int):
+        b, P = v0.shape
+        self.b, self.P, self.m = b, P, max_basis
+        self.Q = v0.new_zeros(b, max_basis + 1, P)
+        self.T = torch.zeros(b, max_basis + 1, max_basis + 1, dtype=torch.float64, device=v0.device)
+        self.Q[:, 0] = v0 / norms(v0).unsqueeze(-1)
+        self.size = 1                  # vectors in the basis; the last one is not yet multiplied
+        self.beta = torch.zeros(b, dtype=torch.float64, device=v0.device)
+        self._eps = 100 * torch.finfo(v0.dtype).eps
+
+    def step(self, apply: Apply, generator: torch.Generator | None = None) -> None:
+        """Multiply the newest basis vector, orthogonalise, append the next one (b products)."""
+        j = self.size - 1
+        w = apply(self.Q[:, j].clone())
+        scale = norms(w)
+        h = project_out_(w, self.Q[:, :j + 1])
+        beta = norms(w)
+        self.T[:, :j + 1, j] = h.double()
+        broke = beta <= self._eps * scale.clamp_min(torch.finfo(w.dtype).tiny)
+        if bool(broke.any()):
+            # Invariant subspace found: continue from a fresh random direction (coupling 0).
+            fresh = gaussian(tuple(w.shape), dtype=w.dtype, device=w.device, generator=generator)
+            project_out_(fresh, self.Q[:, :j + 1])
+            fresh /= norms(fresh).clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(-1)
+            w = torch.where(broke.unsqueeze(-1), fresh, w / beta.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(-1))
+            beta = torch.where(broke, torch.zeros_like(beta), beta)
+        else:
+            w /= beta.unsqueeze(-1)
+        self.Q[:, j + 1] = w
+        self.T[:, j + 1, j] = beta.double()
+        self.beta = beta.double()
+        self.size += 1
+
+    @property
+    def full(self) -> bool:
+        return self.size > self.m
+
+    def projected(self) -> Tensor:
+        """The symmetric projected matrix of the multiplied vectors, [b, j, j]."""
+        j = self.size - 1
+        T = self.T[:, :j, :j]
+        return 0.5 * (T + T.transpose(1, 2))
+
+    def ritz(self) -> tuple[Tensor, Tensor]:
+        """Ritz values [b, j] (ascending) and their coordinate vectors S [b, j, j]."""
+        return torch.linalg.eigh(self.projected())
+
+    def restart(self, keep: Tensor, theta: Tensor, S: Tensor) -> None:
+        """Thick restart: keep the Ritz vectors with coordinates S[:, :, keep] [b, j, l], continue."""
+        j = self.size - 1
+        l = keep.shape[1]
+        S_keep = torch.gather(S, 2, keep.unsqueeze(1).expand(-1, j, -1))       # [b, j, l]
+        theta_keep = torch.gather(theta, 1, keep)                              # [b, l]
+        coupling = self.beta.unsqueeze(-1) * S_keep[:, -1, :]                  # [b, l]
+        Y = combine(S_keep.transpose(1, 2), self.Q[:, :j])                     # [b, l, P]
+        nxt = self.Q[:, j].clone()
+        self.Q[:, :l] = Y
+        self.Q[:, l] = nxt
+        self.T.zero_()
+        self.T[:, :l, :l] = torch.diag_embed(theta_keep)
+        self.T[:, l, :l] = coupling
+        self.size = l + 1
+
+    def ritz_vectors(self, S_sel: Tensor) -> Tensor:
+        """Ritz vectors for coordinates S_sel [b, j, k] -> [b, k, P]."""
+        j = self.size - 1
+        return combine(S_sel.transpose(1, 2), self.Q[:, :j])
+
+
+@dataclass
+class EigshOutput:
+    eigenvalues: Tensor     # [b, k] ordered best-first for `which`
+    eigenvectors: Tensor    # [b, k, P]
+    residual_estimates: Tensor  # [b, k]
+    n_steps: int            # products per problem spent in the Krylov iteration
+
+
+def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: float = 1e-4,
+                  max_basis: int | None = None, max_steps: int = 1000,
+                  generator: torch.Generator | None = None, progress: bool = False,
+                  desc: str = "lanczos") -> EigshOutput:
+    """k extreme eigenpairs of each of b symmetric operators, by thick-restart Lanczos.
+
+    Stops when every wanted Ritz pair's residual estimate β|s_last| <= tol·max|θ| (per problem) or
+    after `max_steps` products per problem. v0 [b, P] are the start vectors.
+    """
+    check_which(which)
+    b, P = v0.shape
+    if not 1 <= k < P:
+        raise ValueError(f"top_k must be in [1, num_params) = [1, {P}), got {k}")
+    m = max_basis if max_basis is not None else max(20, 2 * k + 10)
+    m = min(m, P)
+    if m < k + 1 and m < P:
+        raise ValueError(f"max_basis must exceed top_k + 1 = {k + 1}, got {max_basis}")
+    keep_count = min(m - 1, k + max(1, (m - k) // 2))
+    basis = KrylovBasis(v0, m)
+    steps = 0
+    bar = progress_bar(total=max_steps, desc=desc, progress=progress, unit="hvp")
+    est = torch.full((b, k), float("inf"), dtype=torch.float64, device=v0.device)
+    while True:
+        basis.step(apply, generator)
+        steps += 1
+        bar.update(1)
+        theta, S = basis.ritz()
+        j = theta.shape[1]
+        order = order_by(theta, which)
+        sel = order[:, :min(k, j)]
+        scale = theta.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        last = torch.gather(S[:, -1, :], 1, sel).abs()
+        est = basis.beta.unsqueeze(-1) * last
+        if j >= k and bool((est <= tol * scale).all()) or steps >= max_steps:
+            break
+        if basis.full:
+            basis.restart(order[:, :keep_count], theta, S)
+    bar.close()
+    S_sel = torch.gather(S, 2, sel.unsqueeze(1).expand(-1, S.shape[1], -1))
+    vectors = basis.ritz_vectors(S_sel)
+    values = torch.gather(theta, 1, sel)
+    return EigshOutput(values, vectors, est, steps)
+
+
+def lanczos_tridiagonal(apply: Apply, v0: Tensor, steps: int,
+                        generator: torch.Generator | None = None, progress: bool = False,
+                        desc: str = "lanczos") -> Tensor:
+    """`steps` Lanczos steps (full re-orthogonalisation) from v0 [b, P] -> projected T [b, s, s] (float64)."""
+    b, P = v0.shape
+    steps = min(steps, P)
+    basis = KrylovBasis(v0, steps)
+    for _ in progress_bar(range(steps), desc=desc, progress=progress, unit="hvp"):
+        basis.step(apply, generator)
+    return basis.projected()

@@ -1,0 +1,168 @@
+"""Max-eigenvalue spectrum [paper, Fig. 1c/4]: top-k eigenvalues of each mini-batch's Hessian, pooled.
+
+Mini-batches are solved many at a time: one vmapped HVP pass applies the b mini-batch Hessians to b
+vectors, and a batched thick-restart Lanczos keeps one Krylov basis per mini-batch in one buffer.
+Chunks of mini-batches run through `fastvit_analysis.sweep.run_sweep`, so a long run writes each
+finished chunk to `out`, resumes after an interruption and shards over torchrun ranks.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from fastvit_analysis import max_eigenvalue_spectrum
+    >>> model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    >>> data = (torch.randn(64, 4, dtype=torch.float64), torch.randint(3, (64,)))
+    >>> res = max_eigenvalue_spectrum(model, nn.CrossEntropyLoss(), data, batch_size=16, top_k=2,
+    ...                               progress=False)
+    >>> tuple(res.eigenvalues.shape)
+    (4, 2)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._batches import iter_batches
+from .._results import Result
+from ..sweep import run_sweep
+from .krylov import gaussian, make_generator
+from .lanczos import check_which, lanczos_eigsh, order_by
+from .operator import LossFn, MiniBatchHessians, select_parameters
+
+
+@dataclass
+class MaxEigenvalueSpectrum(Result):
+    """Per-mini-batch top-k eigenvalues [num_batches, top_k] (signed, ordered best-first for `which`).
+
+    negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
+    (nan when none). residuals [num_batches, top_k]: explicit ‖H_b v − λ v‖.
+    """
+
+    eigenvalues: Tensor
+    residuals: Tensor
+    converged: Tensor
+    negative_fraction: float
+    positive_mean: float
+    batch_size: int
+    which: str
+    n_hvp: int
+
+    @property
+    def values(self) -> Tensor:
+        """All pooled eigenvalues, flat."""
+        return self.eigenvalues.reshape(-1)
+
+    def plot(self, axes=None, **kwargs):
+        """The paper's two-panel density (negative and positive ranges); see curvature.plot."""
+        from .plot import plot_max_eigenvalue_spectrum
+
+        return plot_max_eigenvalue_spectrum(self, axes=axes, **kwargs)
+
+
+def _mini_batches(data: Any, batch_size: int, num_batches: int | None) -> tuple[Tensor, Tensor]:
+    """Re-split `data` into [n, batch_size, ...] inputs and targets (an incomplete last one is dropped)."""
+    xs, ys, have = [], [], 0
+    need = None if num_batches is None else num_batches * batch_size
+    for x, y in iter_batches(data, name="data"):
+        xs.append(x)
+        ys.append(y)
+        have += x.shape[0]
+        if need is not None and have >= need:
+            break
+    x, y = torch.cat(xs), torch.cat(ys)
+    n = x.shape[0] // batch_size
+    if num_batches is not None:
+        n = min(n, num_batches)
+    if n == 0:
+        raise ValueError(f"data holds {x.shape[0]} samples, fewer than one mini-batch of batch_size={batch_size}")
+    x = x[:n * batch_size].reshape(n, batch_size, *x.shape[1:])
+    y = y[:n * batch_size].reshape(n, batch_size, *y.shape[1:])
+    return x, y
+
+
+def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, batch_size: int = 16,
+                            num_batches: int | None = None, top_k: int = 5, which: str = "LM",
+                            transform: Callable[[Tensor], Tensor] | None = None, tol: float = 1e-3,
+                            max_hvp: int = 300, max_basis: int | None = None, weight_decay: float = 0.0,
+                            params: Sequence[str] | str | None = None, seed: int = 0,
+                            batches_per_pass: int = 8, out: str | os.PathLike | None = None,
+                            resume: bool = True, progress: bool = True) -> MaxEigenvalueSpectrum:
+    """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
+
+    Args:
+        data: one (inputs, targets) batch or an iterable of batches; re-split into mini-batches of
+            `batch_size` (the first `num_batches` of them, or all complete ones).
+        which: "LM" (largest magnitude, signed, as the paper), "LA" or "SA".
+        transform: applied to each mini-batch's inputs [batch_size, ...] (a training augmentation);
+            seeded per mini-batch (seed, index), so results are reproducible and resumable.
+        tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
+        batches_per_pass: mini-batches solved together (vmap); memory grows with it.
+        out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep).
+
+    Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
+
+    Example:
+        >>> res = max_eigenvalue_spectrum(model, nn.CrossEntropyLoss(), train_loader, num_batches=320)  # doctest: +SKIP
+        >>> res.negative_fraction, res.plot()                                                     # doctest: +SKIP
+    """
+    check_which(which)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
+        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
+    if not isinstance(batches_per_pass, int) or batches_per_pass < 1:
+        raise ValueError(f"batches_per_pass must be a positive int, got {batches_per_pass!r}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
+    named = select_parameters(model, params)
+    P = sum(p.numel() for _, p in named)
+    if not isinstance(top_k, int) or top_k < 1 or top_k >= P:
+        raise ValueError(f"top_k must be an int in [1, num_params) = [1, {P}), got {top_k!r}")
+    inputs, targets = _mini_batches(data, batch_size, num_batches)
+    n = inputs.shape[0]
+    device, dtype = named[0][1].device, named[0][1].dtype
+
+    def evaluate(indices: list[int]) -> list[dict[str, Any]]:
+        xs = []
+        for i in indices:
+            x = inputs[i]
+            if transform is not None:
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(seed * 1_000_003 + i)
+                    x = transform(x)
+            xs.append(x)
+        H = MiniBatchHessians(model, loss_fn, torch.stack(xs), targets[indices], weight_decay=weight_decay,
+                              params=params, first_index=indices[0])
+        v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
+                                   generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
+        gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)
+        res = lanczos_eigsh(H.matmat, v0, top_k, which=which, tol=tol, max_basis=max_basis,
+                            max_steps=max_hvp, generator=gen)
+        values, vectors = res.eigenvalues, res.eigenvectors        # [b, k], [b, k, P]
+        residuals = torch.stack([
+            torch.linalg.vector_norm(H.matmat(vectors[:, c].contiguous()) - values[:, c:c + 1].to(dtype)
+                                     * vectors[:, c], dim=-1) for c in range(top_k)], dim=1)
+        order = order_by(values, which)
+        values = torch.gather(values, 1, order)
+        residuals = torch.gather(residuals.double(), 1, order)
+        n_hvp = res.n_steps + top_k
+        return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(), "n_hvp": n_hvp}
+                for r in range(len(indices))]
+
+    meta = {"analysis": "max_eigenvalue_spectrum", "batch_size": batch_size, "num_batches": n, "top_k": top_k,
+            "which": which, "tol": tol, "max_hvp": max_hvp, "seed": seed, "num_params": P,
+            "weight_decay": weight_decay, "transform": transform is not None}
+    results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta,
+                        chunk_size=batches_per_pass, desc="max_eigenvalue_spectrum", progress=progress)
+    values = torch.tensor([r["eigenvalues"] for r in results], dtype=torch.float64)
+    residuals = torch.tensor([r["residuals"] for r in results], dtype=torch.float64)
+    scale = values.abs().amax(dim=1, keepdim=True)
+    positive = values[values > 0]
+    return MaxEigenvalueSpectrum(
+        eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale,
+        negative_fraction=float((values < 0).double().mean()),
+        positive_mean=float(positive.mean()) if positive.numel() else float("nan"),
+        batch_size=batch_size, which=which, n_hvp=int(sum(r["n_hvp"] for r in results)))

@@ -1,0 +1,318 @@
+"""The Hessian of a loss as a linear operator on one flat parameter vector.
+
+HVPs are computed forward-over-reverse, ``jvp(grad(loss), (theta,), (v,))``, through
+``torch.func.functional_call``; ``matmat`` batches k vectors with ``vmap`` in one pass.
+:class:`MiniBatchHessians` holds one Hessian per mini-batch and applies all of them at once
+(vmap over the mini-batches), for per-mini-batch spectra.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from fastvit_analysis import HessianOperator
+    >>> model = nn.Sequential(nn.Linear(4, 3))
+    >>> H = HessianOperator(model, nn.CrossEntropyLoss(), (torch.randn(8, 4), torch.randint(3, (8,))))
+    >>> H.num_params, H.matvec(torch.randn(H.num_params)).shape
+    (15, torch.Size([15]))
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from .._batches import Batch, materialize_batches
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_ATTENTION_HINT = (
+    "the model uses PyTorch's fused scaled_dot_product_attention, whose kernels support neither "
+    "forward-mode AD nor double backward, so no Hessian-vector product can pass through it. Call "
+    "fastvit_analysis.patch_attention(model) first, or build the timm model with fused attention off "
+    "(e.g. `for m in model.modules(): m.fused_attn = False` where present), or run inside "
+    "torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)."
+)
+
+
+@contextlib.contextmanager
+def _prepare_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in the state every curvature computation uses, and restore it afterwards.
+
+    Eval mode: BatchNorm uses its running statistics (no buffer is updated), dropout and DropPath
+    are off. Each submodule's own `training` flag is restored on exit. This is the one place where
+    the model is prepared (attention patching for fused SDPA belongs here too).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _is_attention_ad_error(err: BaseException) -> bool:
+    msg = str(err).lower()
+    return ("scaled_dot_product" in msg or "attention" in msg) and (
+        "forward ad" in msg or "derivative" in msg or "double backward" in msg or "not implemented" in msg
+        or "not support" in msg)
+
+
+@contextlib.contextmanager
+def _explain_ad_errors() -> Iterator[None]:
+    """Turn PyTorch's 'no forward AD for fused attention' error into an actionable RuntimeError."""
+    try:
+        yield
+    except (RuntimeError, NotImplementedError) as err:
+        if _is_attention_ad_error(err):
+            raise RuntimeError(f"Hessian-vector product failed: {_ATTENTION_HINT}") from None
+        raise
+
+
+def select_parameters(model: nn.Module, params: Sequence[str] | str | None = None) -> list[tuple[str, Tensor]]:
+    """The trainable (requires_grad) parameters of `model`, optionally restricted by name.
+
+    `params` holds parameter names or module prefixes ("blocks.0" selects every parameter of that
+    block). Raises ValueError for an unknown name or when nothing trainable is selected.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if params is not None:
+        wanted = [params] if isinstance(params, str) else list(params)
+        chosen = []
+        for name, p in trainable:
+            if any(name == w or name.startswith(w + ".") for w in wanted):
+                chosen.append((name, p))
+        all_names = [n for n, _ in model.named_parameters()]
+        for w in wanted:
+            if not any(n == w or n.startswith(w + ".") for n in all_names):
+                raise ValueError(f"params: {w!r} names no parameter or module of the model")
+        trainable = chosen
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (requires_grad=True) to take the Hessian "
+                         "over" + ("" if params is None else f" among params={params!r}"))
+    return trainable
+
+
+class _FlatParameters:
+    """Views between one flat [P] vector and a model's named parameters."""
+
+    def __init__(self, named: list[tuple[str, Tensor]]):
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.num_params = sum(self.numels)
+        dtypes = {p.dtype for _, p in named}
+        if len(dtypes) != 1:
+            raise TypeError(f"the selected parameters mix dtypes {sorted(map(str, dtypes))}; cast the model "
+                            f"to one dtype")
+        self.dtype = named[0][1].dtype
+        self.device = named[0][1].device
+
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.numels, dim=-1), self.shapes)}
+
+
+class _LossFunction:
+    """theta [P] -> scalar loss of one batch, with every other parameter and buffer held constant."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, named: list[tuple[str, Tensor]]):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.flat = _FlatParameters(named)
+        selected = set(self.flat.names)
+        self.constants = {n: t.detach() for n, t in model.named_parameters() if n not in selected}
+        self.constants.update({n: b for n, b in model.named_buffers()})
+        self.theta = self.flat.flatten([p for _, p in named])
+
+    def __call__(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        state = {**self.constants, **self.flat.unflatten(theta)}
+        return self.loss_fn(functional_call(self.model, state, (x,)), y)
+
+    def check_batch(self, index: int, x: Tensor, y: Tensor) -> None:
+        """One forward pass: the loss must be a finite scalar (errors name the batch)."""
+        with torch.no_grad(), _explain_ad_errors():
+            loss = self(self.theta, x, y)
+        if not isinstance(loss, Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar (reduction='mean'), got shape {shape} for batch "
+                             f"{index}")
+        if not torch.isfinite(loss):
+            raise ValueError(f"the loss is {loss.item()} on batch {index}: the Hessian is undefined there "
+                             f"(check the model's weights and that batch's inputs/targets)")
+
+    def hvp(self, theta: Tensor, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        return jvp(lambda t: grad(self)(t, x, y), (theta,), (v,))[1]
+
+
+class HessianOperator:
+    """H = d²L/dθ² of the mean loss over `data`, as a linear operator on flat [P] vectors.
+
+    Args:
+        model: any nn.Module; it is put in eval mode (BatchNorm running statistics, dropout and
+            DropPath off) while products are computed, and its modes are restored afterwards.
+            Parameters, buffers and `.grad` are never modified.
+        loss_fn: `loss_fn(outputs, targets) -> scalar`, e.g. nn.CrossEntropyLoss() (soft targets work).
+        data: one (inputs, targets) batch or an iterable of batches; H is the batch-size-weighted
+            average of the per-batch Hessians (the Hessian of the mean loss over all samples).
+        weight_decay: λ of a (λ/2)‖θ‖² term: adds λ·v to every product.
+        params: restrict θ to these parameter names / module prefixes (default: all trainable).
+
+    `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] in one vmapped pass.
+    `n_hvp` counts products (one per vector over the whole data).
+
+    Example:
+        >>> H = HessianOperator(model, nn.CrossEntropyLoss(), loader, weight_decay=5e-4)  # doctest: +SKIP
+        >>> HV = H.matmat(torch.randn(8, H.num_params))                                     # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {type(loss_fn).__name__}")
+        if not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay):
+            raise ValueError(f"weight_decay must be a finite number, got {weight_decay!r}")
+        self.model = model
+        self.weight_decay = float(weight_decay)
+        named = select_parameters(model, params)
+        self._loss = _LossFunction(model, loss_fn, named)
+        self.flat = self._loss.flat
+        self.batches: list[Batch] = materialize_batches(data, device=self.flat.device, name="data")
+        sizes = [x.shape[0] for x, _ in self.batches]
+        total = float(sum(sizes))
+        self._weights = [s / total for s in sizes]
+        self.n_hvp = 0
+        with _prepare_model(model):
+            for i, (x, y) in enumerate(self.batches):
+                self._loss.check_batch(i, x, y)
+
+    @property
+    def num_params(self) -> int:
+        return self.flat.num_params
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.flat.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.flat.device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.num_params, self.num_params)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.flat.names)
+
+    def parameters_flat(self) -> Tensor:
+        """θ as one flat [P] vector (a copy)."""
+        return self._loss.theta.clone()
+
+    def _check_vectors(self, V: Tensor, ndim: int, what: str) -> Tensor:
+        if not isinstance(V, Tensor):
+            raise TypeError(f"{what} must be a tensor, got {type(V).__name__}")
+        if V.ndim != ndim or V.shape[-1] != self.num_params:
+            want = "[P]" if ndim == 1 else "[k, P]"
+            raise ValueError(f"{what} must have shape {want} with P={self.num_params}, got {tuple(V.shape)}")
+        return V.to(device=self.device, dtype=self.dtype)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """H v for a flat vector v [P] -> [P]."""
+        v = self._check_vectors(v, 1, "v")
+        theta = self._loss.theta
+        out = torch.zeros_like(v)
+        with _prepare_model(self.model), _explain_ad_errors():
+            for w, (x, y) in zip(self._weights, self.batches):
+                out.add_(self._loss.hvp(theta, x, y, v), alpha=w)
+        if self.weight_decay:
+            out.add_(v, alpha=self.weight_decay)
+        self.n_hvp += 1
+        return out
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """H V for k flat vectors V [k, P] -> [k, P], all k products in one vmapped pass per batch."""
+        V = self._check_vectors(V, 2, "V")
+        theta = self._loss.theta
+        out = torch.zeros_like(V)
+        batched = vmap(self._loss.hvp, in_dims=(None, None, None, 0))
+        with _prepare_model(self.model), _explain_ad_errors():
+            for w, (x, y) in zip(self._weights, self.batches):
+                out.add_(batched(theta, x, y, V), alpha=w)
+        if self.weight_decay:
+            out.add_(V, alpha=self.weight_decay)
+        self.n_hvp += V.shape[0]
+        return out
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matvec(other) if other.ndim == 1 else self.matmat(other.T).T
+
+    def to_scipy(self):
+        """A scipy.sparse.linalg.LinearOperator (float64 numpy in and out) for scipy's eigsh & co."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def _mv(v: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.asarray(v).reshape(-1))
+            return self.matvec(t).detach().cpu().double().numpy()
+
+        def _mm(V: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.ascontiguousarray(np.asarray(V).T))
+            return self.matmat(t).detach().cpu().double().numpy().T
+
+        return LinearOperator(self.shape, matvec=_mv, matmat=_mm, rmatvec=_mv, dtype=np.float64)
+
+    def dense(self) -> Tensor:
+        """The full [P, P] matrix (P HVPs; for small models and tests)."""
+        return self.matmat(torch.eye(self.num_params, dtype=self.dtype, device=self.device))
+
+
+class MiniBatchHessians:
+    """b Hessians, one per mini-batch, applied all at once: V [b, P] -> (H_i V_i) [b, P].
+
+    `inputs` [b, B, ...] and `targets` [b, B, ...] stack b mini-batches of equal size B; the products
+    are vmapped over the mini-batches (one forward-over-reverse pass for all b).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *,
+                 weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
+                 first_index: int = 0):
+        self.model = model
+        self.weight_decay = float(weight_decay)
+        self._loss = _LossFunction(model, loss_fn, select_parameters(model, params))
+        self.flat = self._loss.flat
+        self.inputs = inputs.to(self.flat.device)
+        self.targets = targets.to(self.flat.device)
+        self.n_hvp = 0
+        with _prepare_model(model):
+            for i in range(inputs.shape[0]):
+                self._loss.check_batch(first_index + i, self.inputs[i], self.targets[i])
+
+    @property
+    def num_params(self) -> int:
+        return self.flat.num_params
+
+    @property
+    def num_batches(self) -> int:
+        return self.inputs.shape[0]
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """V [b, P] (one vector per mini-batch) -> [b, P]."""
+        if V.shape != (self.num_batches, self.num_params):
+            raise ValueError(f"V must have shape [b, P]=[{self.num_batches}, {self.num_params}], got "
+                             f"{tuple(V.shape)}")
+        batched = vmap(self._loss.hvp, in_dims=(None, 0, 0, 0))
+        with _prepare_model(self.model), _explain_ad_errors():
+            out = batched(self._loss.theta, self.inputs, self.targets, V.to(self.flat.dtype))
+        if self.weight_decay:
+            out = out + self.weight_decay * V
+        self.n_hvp += 1
+        return out
