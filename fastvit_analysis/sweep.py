@@ -1,9 +1,14 @@
 """Resumable, shardable sweeps over independent points (grid points, mini-batches, frequencies, checkpoints).
 
-Every finished point is appended to `out/points.rank<R>.jsonl` (flushed and fsynced) as soon as it
-completes, so an interrupted sweep loses nothing finished; a re-run with `resume=True` evaluates only
-the missing points. Under torch.distributed (started by torchrun) rank r takes a disjoint share of the
-missing points and the results are gathered on every rank.
+Every finished chunk of points is appended to `out/points.rank<R>.jsonl` (flushed and fsynced) as soon
+as it completes, so an interrupted sweep loses nothing finished; a re-run with `resume=True` evaluates
+only the missing points. A line cut short by a kill is ignored (that point is recomputed). Under
+torch.distributed (started by torchrun; gloo on CPU, NCCL on GPU) rank r takes a disjoint share of the
+missing points (every world-th one) and the new results are gathered on every rank, so every rank
+returns the full list.
+
+`out/meta.json` describes the sweep (the caller's `meta`, the number of points and a hash of their
+keys); resuming into a directory written by another sweep raises ValueError on every rank.
 
 Example:
     >>> from fastvit_analysis import run_sweep
@@ -12,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,7 +26,10 @@ from typing import Any, Callable, Hashable, Sequence
 from ._progress import progress_bar
 from ._results import atomic_write_text, to_jsonable
 
+__all__ = ["run_sweep", "check_meta", "load_done"]
+
 PointResult = dict[str, Any]
+_FORMAT = "fastvit_analysis.sweep/1"
 
 
 def _key(point: Any) -> str:
@@ -38,31 +47,63 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _load_done(out: Path) -> dict[str, PointResult]:
+def load_done(out: str | os.PathLike) -> dict[str, PointResult]:
+    """Finished points found in `out/points.rank*.jsonl`: key -> result. Unparseable lines (a write cut
+    by a kill) are skipped."""
     done: dict[str, PointResult] = {}
-    for file in sorted(out.glob("points.rank*.jsonl")):
-        with open(file) as f:
+    for file in sorted(Path(out).glob("points.rank*.jsonl")):
+        with open(file, encoding="utf-8", errors="replace") as f:
             for line in f:
+                if not line.endswith("\n"):
+                    continue  # the last line of a file whose write was interrupted
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that point is recomputed
+                except json.JSONDecodeError:
                     continue
-                done[record["key"]] = record["result"]
+                if isinstance(record, dict) and isinstance(record.get("key"), str) and "result" in record:
+                    done[record["key"]] = record["result"]
     return done
 
 
 def check_meta(out: Path, meta: dict[str, Any]) -> None:
-    """Write `out/meta.json`, or check that an existing one describes the same sweep."""
-    meta_file = out / "meta.json"
+    """Write `out/meta.json`, or check that an existing one describes the same sweep (ValueError if not)."""
+    meta_file = Path(out) / "meta.json"
     wanted = to_jsonable(meta)
     if meta_file.exists():
-        stored = json.loads(meta_file.read_text())
+        try:
+            stored = json.loads(meta_file.read_text())
+        except json.JSONDecodeError:
+            raise ValueError(f"out={str(out)!r}: meta.json is not valid JSON; use another directory "
+                             f"or resume=False") from None
         if stored != wanted:
+            if not isinstance(stored, dict):
+                stored = {}
             diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
             raise ValueError(f"out={str(out)!r} holds results of another sweep (differs in {diff}); "
                              f"use another directory or resume=False")
     else:
         atomic_write_text(meta_file, json.dumps(wanted, indent=2))
+
+
+def _prepare_out(out_dir: Path, meta: dict[str, Any], resume: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for f in out_dir.glob("points.rank*.jsonl"):
+            f.unlink()
+        (out_dir / "meta.json").unlink(missing_ok=True)
+    check_meta(out_dir, meta)
+
+
+def _open_log(path: Path):
+    log = open(path, "a", encoding="utf-8")
+    # A kill may have left a last line without its newline: start on a fresh line so that the next
+    # record is not glued to the broken one.
+    if log.tell() > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                log.write("\n")
+    return log
 
 
 def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequence[Hashable], *,
@@ -72,77 +113,121 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
 
     Args:
         evaluate: maps a list of up to `chunk_size` points to a list of result dicts (values: numbers,
-            lists, tensors or arrays; they are stored as JSON).
+            lists, tensors or arrays; they are stored, and returned, as JSON-safe values: NaN -> "nan").
         points: the sweep's points, e.g. grid indices `(i, j)`, mini-batch indices, frequencies.
         out: directory for incremental results; None keeps everything in memory.
-        resume: reuse the finished points found in `out` (which must describe the same `meta`).
+        resume: reuse the finished points found in `out` (which must describe the same `meta`);
+            False clears `out` first.
         meta: describes the sweep (model, grid, data); stored in `out/meta.json` and checked on resume.
+        chunk_size: points per `evaluate` call; each finished chunk is written at once.
+
+    Returns:
+        list of result dicts, `results[i]` for `points[i]` (on every rank).
+
+    Under torch.distributed every rank must call run_sweep with the same points and meta. If
+    `evaluate` raises on one rank, every rank raises (the failing one re-raises its own exception).
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not callable(evaluate):
+        raise TypeError(f"evaluate: expected a callable, got {type(evaluate).__name__}")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"meta: expected a dict or None, got {type(meta).__name__}")
     rank, world = _dist_info()
+    points = list(points)
     keys = [_key(p) for p in points]
     if len(set(keys)) != len(keys):
         raise ValueError("points must be unique")
     out_dir = Path(out) if out is not None else None
     done: dict[str, PointResult] = {}
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and rank == 0:
-            for f in out_dir.glob("points.rank*.jsonl"):
-                f.unlink()
-            (out_dir / "meta.json").unlink(missing_ok=True)
-        _barrier()
+        full_meta = {"format": _FORMAT, "points": len(keys),
+                     "points_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(), **(meta or {})}
+        error = None
         if rank == 0:
-            check_meta(out_dir, {"points": len(keys), **(meta or {})})
+            try:
+                _prepare_out(out_dir, full_meta, resume)
+            except (ValueError, OSError) as e:
+                error = e
+        # Every rank learns whether rank 0's check passed, so no rank is left waiting in a collective.
+        error_text = _broadcast_from_rank0(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        if error_text is not None:
+            raise ValueError(f"rank 0 could not prepare out={str(out_dir)!r}: {error_text}")
+        done = load_done(out_dir) if resume else {}
+        # Nobody writes before every rank has read, so all ranks agree on what is missing.
         _barrier()
-        done = _load_done(out_dir) if resume else {}
-        if rank != 0:
-            check_meta(out_dir, {"points": len(keys), **(meta or {})})
 
     todo = [i for i, k in enumerate(keys) if k not in done]
     mine = todo[rank::world]
-    log = open(out_dir / f"points.rank{rank}.jsonl", "a") if out_dir is not None else None
+    new: dict[str, PointResult] = {}
+    failure: BaseException | None = None
+    log = _open_log(out_dir / f"points.rank{rank}.jsonl") if out_dir is not None else None
+    bar = progress_bar(total=len(todo), desc=desc, progress=progress, unit="pt")
     try:
-        bar = progress_bar(total=len(todo), desc=desc, progress=progress, unit="pt")
         for start in range(0, len(mine), chunk_size):
             idx = mine[start:start + chunk_size]
             results = evaluate([points[i] for i in idx])
-            if len(results) != len(idx):
-                raise ValueError(f"evaluate returned {len(results)} results for {len(idx)} points")
+            if not isinstance(results, (list, tuple)) or len(results) != len(idx):
+                n = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
+                raise ValueError(f"evaluate returned {n} results for {len(idx)} points; expected a list "
+                                 f"with one dict per point")
+            lines = []
             for i, res in zip(idx, results):
                 res = to_jsonable(res)
-                done[keys[i]] = res
-                if log is not None:
-                    log.write(json.dumps({"key": keys[i], "result": res}) + "\n")
+                new[keys[i]] = res
+                lines.append(json.dumps({"key": keys[i], "result": res}) + "\n")
             if log is not None:
+                log.write("".join(lines))
                 log.flush()
                 os.fsync(log.fileno())
-            bar.update(len(idx) * world)
-        bar.close()
+            bar.update(min(len(idx) * world, len(todo) - bar.n))
+    except BaseException as e:  # noqa: BLE001 - re-raised below, after telling the other ranks
+        failure = e
     finally:
+        bar.close()
         if log is not None:
             log.close()
 
     if world > 1:
-        done = _gather_results(done)
+        parts = _all_gather((None, f"{type(failure).__name__}: {failure}") if failure is not None
+                            else (new, None))
+        if failure is not None:
+            raise failure
+        errors = [(r, err) for r, (_, err) in enumerate(parts) if err is not None]
+        if errors:
+            raise RuntimeError(f"sweep failed on rank {errors[0][0]}: {errors[0][1]}")
+        for part, _ in parts:
+            new.update(part)
+    elif failure is not None:
+        raise failure
+    done.update(new)
     return [done[k] for k in keys]
 
 
 def _barrier() -> None:
-    rank, world = _dist_info()
+    _, world = _dist_info()
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
 
 
-def _gather_results(local: dict[str, PointResult]) -> dict[str, PointResult]:
+def _broadcast_from_rank0(obj: Any) -> Any:
+    _, world = _dist_info()
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _all_gather(obj: Any) -> list[Any]:
     import torch.distributed as dist
 
     gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, local)
-    merged: dict[str, PointResult] = {}
-    for part in gathered:
-        merged.update(part)
-    return merged
+    dist.all_gather_object(gathered, obj)
+    return gathered
