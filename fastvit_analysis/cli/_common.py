@@ -151,8 +151,9 @@ def _count_targets(dataset) -> int:
 
 # --------------------------------------------------------------------------------------- models
 def looks_like_checkpoint(text: str) -> bool:
-    return (text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text or text.startswith(".")
-            or Path(text).expanduser().is_file())
+    from ..models.factory import is_checkpoint_path
+
+    return is_checkpoint_path(text)
 
 
 def model_label(text: str) -> str:
@@ -165,7 +166,8 @@ def model_label(text: str) -> str:
 
 def load_model(text: str, *, num_classes: int | None, device: torch.device,
                checkpoint: str | None = None, option: str = "--model") -> nn.Module:
-    """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`."""
+    """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`;
+    `checkpoint` loads a checkpoint's weights into the architecture named by `text`."""
     from .. import models
 
     if looks_like_checkpoint(text):
@@ -175,60 +177,34 @@ def load_model(text: str, *, num_classes: int | None, device: torch.device,
         if checkpoint is not None:
             raise CLIError(f"--checkpoint goes with a model name, but {option} is already a checkpoint ({text})")
         model = models.create(str(path))
+    elif checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CLIError(f"--checkpoint: {str(path)!r} does not exist")
+        model = models.create(str(path), model_name=text)
     else:
-        kwargs = {"num_classes": num_classes} if num_classes else {}
-        model = _create_by_name(models, text, option, **kwargs)
-        if checkpoint is not None:
-            load_weights(model, checkpoint, text)
+        if not text:
+            raise CLIError(f"{option}: expected a model name or a checkpoint path")
+        model = models.create(text, **({"num_classes": num_classes} if num_classes else {}))
     model_classes = getattr(model, "num_classes", None)
     if num_classes and isinstance(model_classes, int) and model_classes != num_classes:
         raise CLIError(f"{option} {text!r} predicts {model_classes} classes but the data has {num_classes}")
     return model.to(device).eval()
 
 
-def _create_by_name(models, name: str, option: str, **kwargs) -> nn.Module:
-    import timm
-
-    known = getattr(models, "list_models", None)
-    if not timm.is_model(name) and not (callable(known) and name in known()):
-        suggestions = timm.list_models(f"*{name.split('_')[0]}*")[:5] if name else []
-        hint = f"; similar: {', '.join(suggestions)}" if suggestions else ""
-        raise CLIError(f"{option}: unknown model {name!r} (not a timm model name nor an existing checkpoint file{hint})")
-    return models.create(name, **kwargs)
-
-
-def _state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "model_state_dict", "model_state"):
-            if isinstance(obj.get(key), dict):
-                return obj[key]
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-    raise CLIError("checkpoint holds no model state dict")
-
-
-def load_weights(model: nn.Module, path: str, name: str) -> None:
-    """Load a checkpoint's weights into `model`, with a one-line message on a mismatch."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise CLIError(f"--checkpoint: {str(file)!r} does not exist")
-    state = _state_dict_of(torch.load(file, map_location="cpu", weights_only=False))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if shape:
-            k = shape[0]
-            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} "
-                         f"vs model {tuple(own[k].shape)})")
-        raise CLIError(f"checkpoint {str(file)!r} does not match model {name!r}: {'; '.join(parts)}")
-    model.load_state_dict(state)
+def prepare_for_hessian(model: nn.Module) -> nn.Module:
+    """Route attention through the HVP-capable fused op (PyTorch's fused SDPA has no double backward)."""
+    try:
+        from .. import patch_attention
+    except (ImportError, AttributeError):
+        patch_attention = None
+    if patch_attention is not None:
+        patch_attention(model)
+    else:  # fall back to timm's math path
+        for module in model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+    return model
 
 
 def loss_fn() -> nn.Module:

@@ -132,6 +132,7 @@ def run_hessian(args: argparse.Namespace) -> int:
         num_samples = min(num_samples, args.batch_size * args.num_batches)
     device, model, loader = load(args, num_samples=num_samples, train_loader=args.augment)
     out = common.out_dir(args, "fastvit-out")
+    common.prepare_for_hessian(model)
     loss = common.loss_fn()
     progress = progress_flag(args)
     start = time.perf_counter()
@@ -153,9 +154,8 @@ def run_hessian(args: argparse.Namespace) -> int:
     else:
         fn = fa.max_eigenvalue_spectrum
         result = fn(model, loss, loader, batch_size=args.batch_size, num_batches=args.num_batches,
-                    top_k=args.top_k, which=args.which,
-                    **optional_kwargs(fn, tol=args.tol, weight_decay=args.weight_decay, seed=args.seed,
-                                      progress=progress))
+                    top_k=args.top_k, which=args.which, tol=args.tol, weight_decay=args.weight_decay,
+                    seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
         name, (summary, plot) = "max_eigen", extract.max_eigen(result)
     finish(args, out, name, result, summary, plot, time.perf_counter() - start)
     return 0
@@ -181,12 +181,11 @@ def run_landscape(args: argparse.Namespace) -> int:
         raise CLIError("--span: values must be finite")
     device, model, loader = load(args)
     out = common.out_dir(args, "fastvit-out")
-    directions = fa.filter_normalized_directions(model, n=args.dims, norm=args.norm, seed=args.seed)
-    fn = fa.loss_landscape
     start = time.perf_counter()
-    result = fn(model, common.loss_fn(), loader, directions=directions, steps=args.steps, span=span,
-                dims=args.dims, l2_coef=args.l2_coef, out=str(out / "landscape_points"), resume=args.resume,
-                **optional_kwargs(fn, progress=progress_flag(args)))
+    result = fa.loss_landscape(model, common.loss_fn(), loader, steps=args.steps, span=span, dims=args.dims,
+                               norm=args.norm, seed=args.seed, l2_coef=args.l2_coef,
+                               out=str(out / "landscape_points"), resume=args.resume,
+                               progress=progress_flag(args))
     summary, plot = extract.landscape(result)
     finish(args, out, "landscape", result, summary, plot, time.perf_counter() - start,
            figure_kwargs={"clip": args.clip})

@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--lanczos-steps", type=positive_int, default=40, help="Lanczos steps per probe (density)")
     h.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="adds (wd/2)|theta|^2 to the loss")
     h.add_argument("--augment", action="store_true", help="max-eigen: use the training augmentation (paper)")
+    h.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="max-eigen: recompute every mini-batch (finished ones are kept in OUT/max_eigen_points)")
     p.set_defaults(run="hessian")
 
     # landscape --------------------------------------------------------------------------------
