@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -83,7 +84,8 @@ class _PointEvaluator:
                  buffers: dict[str, Tensor], directions: list[Direction],
                  batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn):
         self.model, self.moving, self.fixed = model, moving, fixed
-        self.shared = {**buffers, **fixed}
+        self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
+        self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
         self.n_samples = sum(int(x.shape[0]) for x, _ in batches)
 
@@ -121,14 +123,20 @@ class _PointEvaluator:
                 loss, corr = self._single({n: p[0] for n, p in params.items()}, x, y)
                 loss, corr = loss.unsqueeze(0), corr.unsqueeze(0)
             else:
-                loss, corr = vmap(self._single, in_dims=(0, None, None))(params, x, y)
+                with warnings.catch_warnings():
+                    # SDPA has no CPU batching rule yet: vmap loops over the points for that op only,
+                    # which is still correct and no slower than point-by-point evaluation.
+                    warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
+                    loss, corr = vmap(self._single, in_dims=(0, None, None))(params, x, y)
             nll += loss.detach().double().cpu() * x.shape[0]
             correct += corr.detach().double().cpu()
         l2 = torch.zeros(k, dtype=torch.float64)
-        for p in params.values():
-            l2 += torch.linalg.vector_norm(p.reshape(k, -1).double(), dim=1).cpu()
-        for t in self.fixed.values():
-            l2 += torch.linalg.vector_norm(t.double()).cpu()
+        for name, p in params.items():
+            if name in self.param_names:
+                l2 += torch.linalg.vector_norm(p.reshape(k, -1).double(), dim=1).cpu()
+        for name, t in self.fixed.items():
+            if name in self.param_names:
+                l2 += torch.linalg.vector_norm(t.double()).cpu()
         nll /= self.n_samples
         acc = correct / self.n_samples
         return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i])} for i in range(k)]
@@ -196,7 +204,9 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
                     *, buffers: dict[str, Tensor] | None = None) -> list[dict[str, float]]:
     """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
 
-    `base` must hold every parameter of the model (name -> tensor); `buffers` defaults to the model's.
+    `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
+    (a direction entry for a buffer name moves it too, e.g. BatchNorm statistics along an
+    interpolation); `buffers` defaults to the model's. Σ‖p‖₂ counts parameters only.
     Returns one dict per point with "nll", "accuracy" and "l2_norm". The model is left untouched.
     """
     modes = [(m, m.training) for m in model.modules()]
