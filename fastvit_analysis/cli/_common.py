@@ -164,6 +164,19 @@ def model_label(text: str) -> str:
     return text
 
 
+def check_model_arg(text: str, option: str = "--model") -> None:
+    """Fail fast (before any data is built) on an unknown model name or a missing checkpoint."""
+    import timm
+
+    if looks_like_checkpoint(text):
+        if not Path(text).expanduser().is_file():
+            raise CLIError(f"{option}: checkpoint {text!r} does not exist")
+    elif not text or not timm.is_model(text):
+        from .. import models
+
+        models.create(text)  # raises the registry's ValueError naming close matches
+
+
 def load_model(text: str, *, num_classes: int | None, device: torch.device,
                checkpoint: str | None = None, option: str = "--model") -> nn.Module:
     """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`;

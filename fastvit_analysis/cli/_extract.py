@@ -160,7 +160,7 @@ def _layers(result) -> tuple[list[str], list[str], list[float]]:
 
 def fourier(result) -> tuple[dict, dict]:
     names, kinds, depth = _layers(result)
-    delta = floats(get(result, "delta", "relative_log_amplitude", "log_amplitude", "amplitudes"))
+    delta = floats(get(result, "delta_log_amplitude"))
     delta = [flat(d) for d in delta]
     freqs = get(result, "freqs", "frequencies", default=None)
     if freqs is None:  # k/(n/2)*pi with k = 0..K-1 as in SPEC 3a, per layer

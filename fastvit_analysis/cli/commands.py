@@ -51,6 +51,10 @@ def load(args, *, split: str | None = None, num_samples: int | None = None, trai
          batch_size: int | None = None):
     """(device, model, loader) from --model/--checkpoint/--data/--split/--batch-size/--num-samples."""
     device = common.setup(args)
+    common.check_model_arg(args.model)
+    if getattr(args, "model_b", None):
+        common.check_model_arg(args.model_b, "--model-b")
+    common.parse_data_spec(args.data)
     loader = common.build_loader(args.data, split or args.split, batch_size or args.batch_size,
                                  num_samples=num_samples if num_samples is not None else args.num_samples,
                                  seed=args.seed, train=train_loader)
@@ -98,6 +102,8 @@ def run_train(args: argparse.Namespace) -> int:
     from .. import train
 
     device = common.setup(args)
+    common.check_model_arg(args.model)
+    common.parse_data_spec(args.data)
     out = common.out_dir(args, "fastvit-train")
     train_loader = common.build_loader(args.data, "train", args.batch_size, num_samples=args.num_samples,
                                        seed=args.seed, train=True)
@@ -138,23 +144,24 @@ def run_hessian(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.mode == "spectrum":
         fn = fa.hessian_spectrum
-        result = fn(model, loss, loader, top_k=args.top_k, which=args.which, tol=args.tol,
-                    weight_decay=args.weight_decay, **optional_kwargs(fn, seed=args.seed, progress=progress))
+        result = fn(model, loss, loader, top_k=args.top_k, which=args.which, tol=args.tol, max_hvp=args.max_hvp,
+                    weight_decay=args.weight_decay, seed=args.seed, progress=progress)
         name, (summary, plot) = "hessian_spectrum", extract.hessian_spectrum(result)
     elif args.mode == "trace":
         fn = fa.hessian_trace
-        result = fn(model, loss, loader, num_probes=args.num_probes,
-                    **optional_kwargs(fn, weight_decay=args.weight_decay, seed=args.seed, progress=progress))
+        result = fn(model, loss, loader, num_probes=args.num_probes, weight_decay=args.weight_decay,
+                    seed=args.seed, progress=progress)
         name, (summary, plot) = "hessian_trace", extract.hessian_trace(result)
     elif args.mode == "density":
         fn = fa.hessian_density
         result = fn(model, loss, loader, num_probes=args.num_probes, steps=args.lanczos_steps,
-                    **optional_kwargs(fn, weight_decay=args.weight_decay, seed=args.seed, progress=progress))
+                    weight_decay=args.weight_decay, seed=args.seed, progress=progress)
         name, (summary, plot) = "hessian_density", extract.hessian_density(result)
     else:
         fn = fa.max_eigenvalue_spectrum
         result = fn(model, loss, loader, batch_size=args.batch_size, num_batches=args.num_batches,
                     top_k=args.top_k, which=args.which, tol=args.tol, weight_decay=args.weight_decay,
+                    **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
                     seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
         name, (summary, plot) = "max_eigen", extract.max_eigen(result)
     finish(args, out, name, result, summary, plot, time.perf_counter() - start)
@@ -246,8 +253,8 @@ def run_robustness(args: argparse.Namespace) -> int:
     fn = fa.noise_robustness
     freqs = [f * math.pi for f in args.freqs]
     start = time.perf_counter()
-    result = fn(model, loader, freqs=freqs, eps=args.eps,
-                **optional_kwargs(fn, bandwidth=args.bandwidth, seed=args.seed, progress=progress_flag(args)))
+    result = fn(model, loader, freqs=freqs, eps=args.eps, bandwidth=args.bandwidth, seed=args.seed,
+                out=str(out / "robustness_points"), resume=args.resume, progress=progress_flag(args))
     summary, plot = extract.robustness(result, args.freqs)
     finish(args, out, "robustness", result, summary, plot, time.perf_counter() - start)
     return 0

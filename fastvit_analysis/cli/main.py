@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--which", default="LM", choices=("LA", "SA", "LM"),
                    help="largest algebraic, smallest algebraic, or largest magnitude (signed)")
     h.add_argument("--tol", type=positive_float, default=1e-3, help="relative residual tolerance of the eigen-solver")
+    h.add_argument("--max-hvp", type=positive_int, default=None,
+                   help="Hessian-vector product budget per eigen-solve (spectrum: 1000, max-eigen: 300 per mini-batch)")
     h.add_argument("--num-probes", type=positive_int, default=20, help="random probes (trace, density)")
     h.add_argument("--lanczos-steps", type=positive_int, default=40, help="Lanczos steps per probe (density)")
     h.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="adds (wd/2)|theta|^2 to the loss")
@@ -242,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--freqs", type=frequency, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                     metavar="F", help="band centres in units of pi")
     rg.add_argument("--bandwidth", type=positive_float, default=0.2, help="annulus half-width in radians")
+    rg.add_argument("--no-resume", dest="resume", action="store_false",
+                    help="recompute every frequency (finished ones are kept in OUT/robustness_points)")
     p.set_defaults(run="robustness")
 
     # report -----------------------------------------------------------------------------------
