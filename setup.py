@@ -48,13 +48,13 @@ def _extensions():
         and cuda_sources
         and (torch.cuda.is_available() or os.environ.get("FASTVIT_BUILD_CUDA", "0") == "1")
     )
-    extra = {"cxx": ["-O3", "-fopenmp", "-std=c++17"]}
+    extra = {"cxx": ["-O3", "-fopenmp"]}  # cpp_extension adds the -std torch needs (c++20)
     define_macros = []
     libraries = ["gomp"]
     if want_cuda:
         ext_cls = cpp_extension.CUDAExtension
         sources = sources + cuda_sources
-        extra["nvcc"] = ["-O3", "--use_fast_math", "-std=c++17"]
+        extra["nvcc"] = ["-O3", "--use_fast_math"]
         define_macros.append(("FASTVIT_WITH_CUDA", None))
     else:
         ext_cls = cpp_extension.CppExtension

@@ -8,6 +8,7 @@ time: the first call that wants the compiled backend triggers it.
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib
 import os
 import threading
@@ -20,7 +21,8 @@ NAMESPACE = "fastvit_analysis"
 OPS = ("diag_log_amplitude", "feature_moments")
 
 _lock = threading.Lock()
-_state: dict = {"tried": False, "ok": False, "error": None, "source": None, "warned": False}
+_state: dict = {"tried": False, "ok": False, "error": None, "source": None, "warned": False,
+                "devices": frozenset()}
 
 
 class ExtensionUnavailable(RuntimeError):
@@ -41,11 +43,26 @@ def source_dir() -> Path:
     return Path(csrc.__file__).parent
 
 
+def _sources(with_cuda: bool) -> list[str]:
+    src = source_dir() / "ops"
+    files = sorted(glob.glob(str(src / "*.cpp"))) + sorted(glob.glob(str(src / "cpu" / "*.cpp")))
+    if with_cuda:
+        files += sorted(glob.glob(str(src / "cuda" / "*.cu")))
+    return files
+
+
 def cache_dir() -> Path:
+    """Build folder keyed by torch version, CUDA or not, and the sources' content, so that
+    checkouts with identical sources share one build and different ones never collide."""
     root = os.environ.get("FASTVIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
                                                                  "fastvit_analysis")
-    flavour = f"cu{torch.version.cuda}" if _want_cuda() else "cpu"
-    return Path(root) / f"torch{torch.__version__.split('+')[0]}-{flavour}"
+    with_cuda = _want_cuda()
+    digest = hashlib.sha256()
+    for path in _sources(with_cuda) + sorted(glob.glob(str(source_dir() / "ops" / "*.h"))):
+        digest.update(Path(path).name.encode())
+        digest.update(Path(path).read_bytes())
+    flavour = f"cu{torch.version.cuda}" if with_cuda else "cpu"
+    return Path(root) / f"torch{torch.__version__.split('+')[0]}-{flavour}-{digest.hexdigest()[:12]}"
 
 
 def _want_cuda() -> bool:
@@ -57,16 +74,15 @@ def _want_cuda() -> bool:
 def _jit_compile() -> None:
     from torch.utils import cpp_extension
 
-    src = source_dir()
-    sources = sorted(glob.glob(str(src / "ops" / "*.cpp"))) + sorted(glob.glob(str(src / "ops" / "cpu" / "*.cpp")))
+    with_cuda = _want_cuda()
+    sources = _sources(with_cuda)
     if not sources:
-        raise ExtensionUnavailable(f"no C++ sources found under {src / 'ops'}")
-    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+        raise ExtensionUnavailable(f"no C++ sources found under {source_dir() / 'ops'}")
+    cflags = ["-O3", "-fopenmp"]  # cpp_extension adds the -std torch needs
     kwargs = {}
-    if _want_cuda():
-        sources += sorted(glob.glob(str(src / "ops" / "cuda" / "*.cu")))
+    if with_cuda:
         cflags.append("-DFASTVIT_WITH_CUDA")
-        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-std=c++17", "-DFASTVIT_WITH_CUDA"]
+        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DFASTVIT_WITH_CUDA"]
     build = cache_dir()
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
@@ -74,7 +90,6 @@ def _jit_compile() -> None:
         sources=sources,
         extra_cflags=cflags,
         extra_ldflags=["-fopenmp"],
-        extra_include_paths=[str(src)],
         build_directory=str(build),
         is_python_module=False,
         verbose=os.environ.get("FASTVIT_VERBOSE_BUILD", "0") == "1",
@@ -112,6 +127,10 @@ def load_extension() -> bool:
             try:
                 _load()
                 from . import _fake  # noqa: F401  (register_fake needs the op schemas)
+                _state["devices"] = frozenset(
+                    device for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+                    if all(torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", key)
+                           for op in OPS))
                 _state["ok"] = True
             except Exception as error:  # compiler missing, build error, ABI mismatch, ...
                 _state["error"] = error
@@ -143,9 +162,12 @@ def require_extension() -> None:
                                    f"unavailable: {_state['error']!r}") from _state["error"]
 
 
+def is_loaded() -> bool:
+    """True when load_extension() has already succeeded (never loads; safe while tracing)."""
+    return _state["ok"]
+
+
 def has_kernel_for(op: str, device: torch.device) -> bool:
-    """True when the loaded extension has a kernel for `device` (a CPU-only build has no CUDA one)."""
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    if key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", key)
+    """True when the loaded extension has a kernel of `op` for `device` (a CPU-only build has no
+    CUDA one). A plain lookup filled in at load time, so torch.compile can trace it."""
+    return op in OPS and device.type in _state["devices"]

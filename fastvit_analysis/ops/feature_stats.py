@@ -22,6 +22,15 @@ def _use_compiled(op: str, backend: str | None, maps: torch.Tensor) -> bool:
     choice = resolve_backend(backend)
     if choice == "eager":
         return False
+    if torch.compiler.is_compiling():
+        # While torch.compile traces, the extension cannot be built; use it if already loaded.
+        if _extension.is_loaded() and _extension.has_kernel_for(op, maps.device):
+            return True
+        if choice == "compiled":
+            raise _extension.ExtensionUnavailable(
+                "backend='compiled' under torch.compile needs the extension loaded beforehand: call "
+                "fastvit_analysis.ops.load_extension() before compiling")
+        return False
     if choice == "compiled":
         _extension.require_extension()
         if not _extension.has_kernel_for(op, maps.device):
