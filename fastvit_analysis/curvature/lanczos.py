@@ -47,18 +47,22 @@ class KrylovBasis:
         self.Q[:, 0] = v0 / norms(v0).unsqueeze(-1)
         self.size = 1                  # vectors in the basis; the last one is not yet multiplied
         self.beta = torch.zeros(b, dtype=torch.float64, device=v0.device)
+        self.norm_estimate = torch.zeros(b, dtype=v0.dtype, device=v0.device)  # max ‖Hq‖ seen ≈ ‖H‖
+        self.broke = False             # the last step found an invariant subspace (in some problem)
         self._eps = 100 * torch.finfo(v0.dtype).eps
 
     def step(self, apply: Apply, generator: torch.Generator | None = None) -> None:
         """Multiply the newest basis vector, orthogonalise, append the next one (b products)."""
         j = self.size - 1
         w = apply(self.Q[:, j].clone())
-        scale = norms(w)
+        self.norm_estimate = torch.maximum(self.norm_estimate, norms(w))
+        scale = self.norm_estimate
         h = project_out_(w, self.Q[:, :j + 1])
         beta = norms(w)
         self.T[:, :j + 1, j] = h.double()
         broke = beta <= self._eps * scale.clamp_min(torch.finfo(w.dtype).tiny)
-        if bool(broke.any()):
+        self.broke = bool(broke.any())
+        if self.broke:
             # Invariant subspace found: continue from a fresh random direction (coupling 0).
             fresh = gaussian(tuple(w.shape), dtype=w.dtype, device=w.device, generator=generator)
             project_out_(fresh, self.Q[:, :j + 1])
@@ -149,7 +153,11 @@ def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: f
         scale = theta.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         last = torch.gather(S[:, -1, :], 1, sel).abs()
         est = basis.beta.unsqueeze(-1) * last
-        if j >= k and bool((est <= tol * scale).all()) or steps >= max_steps:
+        # After a breakdown the Ritz pairs are exact on an invariant subspace only; keep exploring
+        # its complement (other eigenvalues, multiplicities) unless the space is exhausted.
+        exhausted = j >= P or (basis.full and m >= P)
+        if (j >= k and (not basis.broke or exhausted) and bool((est <= tol * scale).all())) \
+                or steps >= max_steps or exhausted:
             break
         if basis.full:
             basis.restart(order[:, :keep_count], theta, S)
