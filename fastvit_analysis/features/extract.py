@@ -134,7 +134,7 @@ def _transformer_block_specs(path: str, block: nn.Module, prefix: int, out_layou
     cls = type(block).__name__
     if cls == "ResPostBlock" and hasattr(block, "mlp"):  # x + norm1(attn(x)) is the input of mlp
         half = LatentSpec(f"{path}:msa", f"{path}.mlp", "msa", "input", "tokens", prefix)
-    elif hasattr(block, "norm2") and (hasattr(block, "attn") or hasattr(block, "attention")):
+    elif hasattr(block, "norm2") and hasattr(block, "mlp") and (hasattr(block, "attn") or hasattr(block, "attention")):
         half = LatentSpec(f"{path}:msa", f"{path}.norm2", "msa", "input", "tokens", prefix)
     elif cls == "EncoderBlock" and hasattr(block, "ln_2"):  # torchvision ViT
         half = LatentSpec(f"{path}:msa", f"{path}.ln_2", "msa", "input", "tokens", prefix)

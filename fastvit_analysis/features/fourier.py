@@ -101,6 +101,66 @@ def _spatial_shape(z: Tensor, spec: LatentSpec) -> tuple[int, int]:
                      f"(B, C, H, W) or tokens (B, N, C)")
 
 
+class FourierAccumulator:
+    """Streaming per-latent sums of log amplitudes: call with (spec, latent) for every latent of every
+    batch (a `LatentExtractor` callback), then `result(...)`."""
+
+    def __init__(self, specs: Sequence[LatentSpec], *, spectrum: str = "diagonal", backend: str | None = None):
+        if spectrum not in SPECTRA:
+            raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
+        self.spectrum, self.backend = spectrum, backend
+        self.acc = {s.name: _LatentAccumulator(s) for s in specs}
+
+    def __call__(self, spec: LatentSpec, z: Tensor) -> None:
+        height, width = _spatial_shape(z, spec)
+        a = self.acc[spec.name]
+        if a.shape is not None and a.shape != (height, width):
+            raise ValueError(f"latent {spec.name!r} changed spatial size between batches: {a.shape} -> "
+                             f"{(height, width)}; use inputs of one size")
+        a.shape = (height, width)
+        maps_count = z.shape[0] * (z.shape[1] if z.ndim == 4 else z.shape[2])
+        if self.spectrum == "diagonal":
+            if height != width:
+                raise ValueError(f"latent {spec.name!r} has non-square {height}x{width} maps; the diagonal "
+                                 f"spectrum needs H == W: use spectrum='radial'")
+            prefix = spec.prefix_tokens if z.ndim == 3 else 0
+            a.add(diag_log_amplitude(z, prefix, backend=self.backend), maps_count)
+        else:
+            maps = to_feature_map(z, spec.prefix_tokens) if z.ndim == 3 else z
+            work = torch.float64 if maps.dtype == torch.float64 else torch.float32
+            log_amp = torch.log(torch.fft.fft2(maps.to(work)).abs() + LOG_EPS)
+            a.add(log_amp.mean(dim=(0, 1)), maps_count)
+
+    def result(self, specs: Sequence[LatentSpec], depths: Sequence[float], num_samples: int) -> FourierResult:
+        names, log_amps, deltas, freqs = [], [], [], []
+        for spec in specs:
+            a = self.acc[spec.name]
+            if a.total is None:
+                raise RuntimeError(f"latent {spec.name!r} was never produced by the forward pass")
+            mean = a.total / a.count
+            height, width = a.shape
+            if self.spectrum == "diagonal":
+                log_amp = mean
+                freq = diagonal_frequencies(height)
+            else:
+                bins, num = _radial_bins(height, width, mean.device)
+                flat_bins = bins.flatten()
+                keep = flat_bins < num
+                sums = torch.zeros(num, dtype=torch.float64, device=mean.device).index_add_(
+                    0, flat_bins[keep], mean.flatten()[keep])
+                counts = torch.bincount(flat_bins[keep], minlength=num).to(torch.float64)
+                log_amp = sums / counts
+                half = min(height, width) / 2
+                freq = [k / half * math.pi for k in range(num)]
+            names.append(spec.name)
+            log_amps.append(log_amp.cpu().tolist())
+            deltas.append((log_amp - log_amp[0]).cpu().tolist())
+            freqs.append(freq)
+        return FourierResult(names=names, kinds=[s.kind for s in specs], depths=list(depths),
+                             frequencies=freqs, log_amplitude=log_amps, delta_log_amplitude=deltas,
+                             spectrum=self.spectrum, num_samples=num_samples)
+
+
 def fourier_analysis(model: nn.Module, data: Any, *, layers: Sequence[str | LatentSpec] | None = None,
                      kinds: Mapping[str, str] | None = None, spectrum: str = "diagonal",
                      backend: str | None = None, progress: bool = True) -> FourierResult:
@@ -116,56 +176,10 @@ def fourier_analysis(model: nn.Module, data: Any, *, layers: Sequence[str | Late
 
     Returns:
         FourierResult with per-latent names, kinds, depths i/(L−1), frequencies k/(n/2)·π, a(k), Δ(k).
+        Use `feature_statistics` to get Fourier and variance results from one pass.
     """
-    if spectrum not in SPECTRA:
-        raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
+    FourierAccumulator([], spectrum=spectrum)  # validate before running anything
     extractor = LatentExtractor(model, layers, kinds=kinds)
-    acc = {s.name: _LatentAccumulator(s) for s in extractor.specs}
-
-    def on_latent(spec: LatentSpec, z: Tensor) -> None:
-        height, width = _spatial_shape(z, spec)
-        a = acc[spec.name]
-        if a.shape is not None and a.shape != (height, width):
-            raise ValueError(f"latent {spec.name!r} changed spatial size between batches: {a.shape} -> "
-                             f"{(height, width)}; use inputs of one size")
-        a.shape = (height, width)
-        maps_count = z.shape[0] * (z.shape[1] if z.ndim == 4 else z.shape[2])
-        if spectrum == "diagonal":
-            if height != width:
-                raise ValueError(f"latent {spec.name!r} has non-square {height}x{width} maps; the diagonal "
-                                 f"spectrum needs H == W: use spectrum='radial'")
-            a.add(diag_log_amplitude(z, spec.prefix_tokens if z.ndim == 3 else 0, backend=backend), maps_count)
-        else:
-            maps = to_feature_map(z, spec.prefix_tokens) if z.ndim == 3 else z
-            log_amp = torch.log(torch.fft.fft2(maps.to(torch.float64 if maps.dtype == torch.float64
-                                                        else torch.float32)).abs() + LOG_EPS)
-            a.add(log_amp.mean(dim=(0, 1)), maps_count)
-
-    samples = extractor.stream(data, on_latent, progress=progress, desc="fourier")
-    names, log_amps, deltas, freqs = [], [], [], []
-    for spec in extractor.specs:
-        a = acc[spec.name]
-        if a.total is None:
-            raise RuntimeError(f"latent {spec.name!r} was never produced by the forward pass")
-        mean = a.total / a.count
-        height, width = a.shape
-        if spectrum == "diagonal":
-            log_amp = mean
-            freq = diagonal_frequencies(height)
-        else:
-            bins, num = _radial_bins(height, width, mean.device)
-            flat_bins = bins.flatten()
-            keep = flat_bins < num
-            sums = torch.zeros(num, dtype=torch.float64, device=mean.device).index_add_(
-                0, flat_bins[keep], mean.flatten()[keep])
-            counts = torch.bincount(flat_bins[keep], minlength=num).to(torch.float64)
-            log_amp = sums / counts
-            half = min(height, width) / 2
-            freq = [k / half * math.pi for k in range(num)]
-        names.append(spec.name)
-        log_amps.append(log_amp.cpu().tolist())
-        deltas.append((log_amp - log_amp[0]).cpu().tolist())
-        freqs.append(freq)
-    return FourierResult(names=names, kinds=[s.kind for s in extractor.specs], depths=extractor.depths(),
-                         frequencies=freqs, log_amplitude=log_amps, delta_log_amplitude=deltas,
-                         spectrum=spectrum, num_samples=samples)
+    accumulator = FourierAccumulator(extractor.specs, spectrum=spectrum, backend=backend)
+    samples = extractor.stream(data, accumulator, progress=progress, desc="fourier")
+    return accumulator.result(extractor.specs, extractor.depths(), samples)

@@ -56,6 +56,26 @@ def per_map_variance(z: Tensor, prefix_tokens: int = 0, *, backend: str | None =
     return feature_moments(z, prefix_tokens if z.ndim == 3 else 0, backend=backend)[1]
 
 
+class VarianceAccumulator:
+    """Streaming per-latent sums of per-map variances (a `LatentExtractor` callback), then `result(...)`."""
+
+    def __init__(self, specs: Sequence[LatentSpec], *, backend: str | None = None):
+        self.backend = backend
+        self.sums = {s.name: 0.0 for s in specs}
+        self.counts = {s.name: 0 for s in specs}
+
+    def __call__(self, spec: LatentSpec, z: Tensor) -> None:
+        var = per_map_variance(z, spec.prefix_tokens if z.ndim == 3 else 0, backend=self.backend)
+        self.sums[spec.name] += float(var.to(torch.float64).sum())
+        self.counts[spec.name] += var.numel()
+
+    def result(self, specs: Sequence[LatentSpec], depths: Sequence[float], num_samples: int) -> VarianceResult:
+        variance = [self.sums[s.name] / self.counts[s.name] if self.counts[s.name] else float("nan")
+                    for s in specs]
+        return VarianceResult(names=[s.name for s in specs], kinds=[s.kind for s in specs], depths=list(depths),
+                              variance=variance, num_samples=num_samples)
+
+
 def variance_analysis(model: nn.Module, data: Any, *, layers: Sequence[str | LatentSpec] | None = None,
                       kinds: Mapping[str, str] | None = None, backend: str | None = None,
                       progress: bool = True) -> VarianceResult:
@@ -68,18 +88,10 @@ def variance_analysis(model: nn.Module, data: Any, *, layers: Sequence[str | Lat
         progress: show a progress bar over the batches.
 
     Returns:
-        VarianceResult (names, kinds, depths i/(L−1), variance per latent).
+        VarianceResult (names, kinds, depths i/(L−1), variance per latent). Use `feature_statistics`
+        to get Fourier and variance results from one pass.
     """
     extractor = LatentExtractor(model, layers, kinds=kinds)
-    sums = {s.name: 0.0 for s in extractor.specs}
-    counts = {s.name: 0 for s in extractor.specs}
-
-    def on_latent(spec: LatentSpec, z: Tensor) -> None:
-        var = per_map_variance(z, spec.prefix_tokens if z.ndim == 3 else 0, backend=backend)
-        sums[spec.name] += float(var.to(torch.float64).sum())
-        counts[spec.name] += var.numel()
-
-    samples = extractor.stream(data, on_latent, progress=progress, desc="variance")
-    variance = [sums[s.name] / counts[s.name] if counts[s.name] else float("nan") for s in extractor.specs]
-    return VarianceResult(names=extractor.names, kinds=[s.kind for s in extractor.specs],
-                          depths=extractor.depths(), variance=variance, num_samples=samples)
+    accumulator = VarianceAccumulator(extractor.specs, backend=backend)
+    samples = extractor.stream(data, accumulator, progress=progress, desc="variance")
+    return accumulator.result(extractor.specs, extractor.depths(), samples)

@@ -1,0 +1,36 @@
+"""Fourier and variance statistics of every latent from one pass over the data (one forward per batch).
+
+Example:
+    >>> fourier, variance = feature_statistics(model, loader)  # doctest: +SKIP
+    >>> fourier.plot(); variance.plot()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from .extract import LatentExtractor, LatentSpec
+from .fourier import FourierAccumulator, FourierResult
+from .variance import VarianceAccumulator, VarianceResult
+
+
+def feature_statistics(model: nn.Module, data: Any, *, layers: Sequence[str | LatentSpec] | None = None,
+                       kinds: Mapping[str, str] | None = None, spectrum: str = "diagonal",
+                       backend: str | None = None, progress: bool = True) -> tuple[FourierResult, VarianceResult]:
+    """`fourier_analysis` and `variance_analysis` together, sharing each batch's forward pass.
+
+    Arguments as in `fourier_analysis`. Returns (FourierResult, VarianceResult).
+    """
+    FourierAccumulator([], spectrum=spectrum)  # validate before running anything
+    extractor = LatentExtractor(model, layers, kinds=kinds)
+    fourier = FourierAccumulator(extractor.specs, spectrum=spectrum, backend=backend)
+    variance = VarianceAccumulator(extractor.specs, backend=backend)
+
+    def on_latent(spec: LatentSpec, z: Tensor) -> None:
+        fourier(spec, z)
+        variance(spec, z)
+
+    samples = extractor.stream(data, on_latent, progress=progress, desc="feature statistics")
+    depths = extractor.depths()
+    return fourier.result(extractor.specs, depths, samples), variance.result(extractor.specs, depths, samples)
