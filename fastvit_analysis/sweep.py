@@ -65,6 +65,9 @@ def load_done(out: str | os.PathLike) -> dict[str, PointResult]:
     return done
 
 
+_load_done = load_done  # the name used by the first version of this module
+
+
 def check_meta(out: Path, meta: dict[str, Any]) -> None:
     """Write `out/meta.json`, or check that an existing one describes the same sweep (ValueError if not)."""
     meta_file = Path(out) / "meta.json"

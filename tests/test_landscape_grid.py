@@ -54,19 +54,19 @@ def reference_grid(model, loss_fn, data, directions, coords_x, coords_y):
     return loss, acc
 
 
-@pytest.mark.parametrize("make_model,size", [(small_cnn, 6), (tiny_vit, 8)])
-def test_batched_equals_reference_loop_and_model_unchanged(make_model, size):
+@pytest.mark.parametrize("make_model,size,steps", [(small_cnn, 6, 3), (tiny_vit, 8, 2)])
+def test_batched_equals_reference_loop_and_model_unchanged(make_model, size, steps):
     model = make_model().train()
     data = cnn_data(size=size)
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     dirs = filter_normalized_directions(model, 2, seed=4)
-    res = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, span=(-0.5, 1.0),
+    res = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=steps, span=(-0.5, 1.0),
                          points_per_pass=4, progress=False)
     ref_loss, ref_acc = reference_grid(model, nn.CrossEntropyLoss(), data, dirs, *res.coordinates)
     np.testing.assert_allclose(res.loss, ref_loss, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(res.accuracy, ref_acc)
-    one_by_one = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3,
+    one_by_one = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=steps,
                                 span=(-0.5, 1.0), points_per_pass=1, progress=False)
     np.testing.assert_allclose(res.loss, one_by_one.loss, rtol=1e-5, atol=1e-5)
     assert model.training and all(m.training for m in model.modules())

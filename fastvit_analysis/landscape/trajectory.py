@@ -156,6 +156,9 @@ def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: 
         span: (lo, hi) for both axes or one pair per axis; default: the range of the projected
             checkpoints (and 0) widened by `margin` of its width on each side.
         center: PCA of the centred differences, as Li et al. (sklearn PCA); False: uncentred SVD.
+            The rows are θ_t − θ_final for every checkpoint but the last, over all parameters of
+            `model` (biases and norm layers included, as Li et al.'s default); buffers are not part
+            of the plane.
 
     Returns:
         TrajectoryResult (coordinates (T, 2), explained_variance_ratio (2,), landscape).
