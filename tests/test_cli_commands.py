@@ -55,8 +55,8 @@ def test_train_writes_checkpoint_metrics_and_figure(trained):
 
 
 @pytest.mark.parametrize("argv, name", [
-    (["hessian", "--mode", "max-eigen", "--num-batches", 2, "--batch-size", 8, "--top-k", 2, "--tol", 1e-2,
-      "--max-hvp", 30],
+    (["hessian", "--mode", "max-eigen", "--num-batches", 2, "--batch-size", 4, "--top-k", 2, "--tol", 1e-2,
+      "--max-hvp", 8],
      "max_eigen"),
     (["landscape", "--steps", 3, "--num-samples", 16, "--batch-size", 16], "landscape"),
     (["fourier", "--num-samples", 16], "fourier"),
@@ -94,7 +94,7 @@ def test_analysis_subcommand(trained, argv, name):
 def test_hessian_spectrum_mode_on_a_model_name(tmp_path):
     """A timm name (untrained) works as --model too; the spectrum carries residuals (in-process)."""
     code = main(["hessian", "--mode", "spectrum", "--model", "demo_resnet", "--num-batches", "1",
-                 "--batch-size", "8", "--top-k", "2", "--which", "LA", "--tol", "1e-2", "--max-hvp", "30", "--out", str(tmp_path), *TINY])
+                 "--batch-size", "4", "--top-k", "2", "--which", "LA", "--tol", "1e-2", "--max-hvp", "8", "--out", str(tmp_path), *TINY])
     assert code == 0
     payload = check_outputs(tmp_path, "hessian_spectrum")
     eig = payload["plot"]["eigenvalues"]

@@ -15,7 +15,6 @@ from torch import nn
 from .._results import atomic_write_text, to_jsonable
 from .main import CLIError
 
-DATA_KINDS = ("synthetic", "cifar10", "cifar100", "imagefolder")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
@@ -94,59 +93,36 @@ def timed() -> Iterator[dict[str, float]]:
 
 
 # ----------------------------------------------------------------------------------------- data
-def parse_data_spec(spec: str) -> tuple[str, Path | None]:
-    """Check 'synthetic' | 'cifar10:/path' | 'cifar100:/path' | 'imagefolder:/path' before loading."""
-    kind, sep, path = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind not in DATA_KINDS:
-        raise CLIError(f"--data: unknown data set {spec!r}; expected one of synthetic, cifar10:/path, "
-                       f"cifar100:/path, imagefolder:/path")
-    if kind == "synthetic":
-        if path:
-            raise CLIError(f"--data: 'synthetic' takes no path, got {spec!r}")
-        return kind, None
-    if not sep or not path:
-        raise CLIError(f"--data: {kind} needs a path, e.g. '{kind}:/data/{kind}'")
-    folder = Path(path).expanduser()
-    if not folder.exists():
-        raise CLIError(f"--data: path {str(folder)!r} does not exist (data is never downloaded)")
-    return kind, folder
+def parse_data_spec(spec: str):
+    """Check 'synthetic' | 'cifar10:/path' | 'cifar100:/path' | 'imagefolder:/path' before loading anything."""
+    from ..data import parse_spec
 
-
-def normalized_spec(spec: str) -> str:
-    kind, folder = parse_data_spec(spec)
-    return kind if folder is None else f"{kind}:{folder}"
+    parsed = parse_spec(spec)
+    if parsed.path is not None and not parsed.path.exists():
+        raise CLIError(f"--data: path {str(parsed.path)!r} does not exist (data is never downloaded)")
+    return parsed
 
 
 def build_loader(spec: str, split: str, batch_size: int, *, num_samples: int | None = None,
                  seed: int = 0, train: bool = False):
     from .. import data as data_module
 
-    return data_module.build_loader(normalized_spec(spec), split, batch_size, train=train,
+    return data_module.build_loader(spec, split, batch_size, train=train,
                                     num_samples=num_samples, seed=seed)
 
 
 def num_classes_of(spec: str) -> int:
-    """Classes of a data set: from the data set object when it says, else from the kind."""
-    kind, _ = parse_data_spec(spec)
+    """Classes of a data set: from its spec, else from the data set's class list."""
+    parsed = parse_data_spec(spec)
+    if parsed.num_classes:
+        return int(parsed.num_classes)
     from .. import data as data_module
 
-    dataset = data_module.build_dataset(normalized_spec(spec), "test")
-    for attr in ("num_classes",):
-        value = getattr(dataset, attr, None)
-        if isinstance(value, int):
-            return value
+    dataset = data_module.build_dataset(spec, "test")
     classes = getattr(dataset, "classes", None)
-    if classes is not None:
-        return len(classes)
-    return {"synthetic": 10, "cifar10": 10, "cifar100": 100}.get(kind, 0) or _count_targets(dataset)
-
-
-def _count_targets(dataset) -> int:
-    targets = getattr(dataset, "targets", None)
-    if targets is None:
-        raise CLIError("cannot tell the number of classes of the data set")
-    return int(max(int(t) for t in targets)) + 1
+    if classes is None:
+        raise CLIError(f"--data {spec!r}: cannot tell the number of classes")
+    return len(classes)
 
 
 # --------------------------------------------------------------------------------------- models

@@ -228,10 +228,8 @@ def training(result) -> tuple[dict, dict]:
     elif isinstance(history, dict):
         plot = {k: flat(v) for k, v in history.items() if isinstance(v, (list, tuple, torch.Tensor))}
     summary = {}
-    for label, names in (("epochs", ("epochs", "epoch", "epochs_done")),
-                         ("train loss", ("train_loss", "final_train_loss", "loss")),
-                         ("test accuracy", ("test_accuracy", "test_acc", "final_test_accuracy", "accuracy")),
-                         ("minutes", ("minutes", "elapsed_minutes"))):
+    for label, names in (("epochs", ("epochs_completed",)),
+                         ("seconds", ("elapsed_s",))):
         value = get(result, *names, default=None)
         if isinstance(value, (list, tuple)) and value:
             value = value[-1]
@@ -239,9 +237,9 @@ def training(result) -> tuple[dict, dict]:
             value = float(value)
         if isinstance(value, (int, float)) or value is None:
             summary[label] = value
-    for key, col in (("train loss", "train_loss"), ("test accuracy", "test_acc")):
-        if summary.get(key) is None:
-            series = plot.get(col) or plot.get(col.replace("acc", "accuracy"))
-            if series:
-                summary[key] = series[-1]
+    for key, col in (("train loss", "train_loss"), ("train accuracy", "train_acc"),
+                     ("test loss", "test_loss"), ("test accuracy", "test_acc")):
+        series = [v for v in plot.get(col, []) if v is not None]
+        summary[key] = series[-1] if series else None
+    summary["stopped early"] = bool(get(result, "stopped_early", default=False))
     return summary, plot

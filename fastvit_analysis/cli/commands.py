@@ -35,13 +35,14 @@ def progress_flag(args) -> bool:
 
 
 def num_classes_from(loader, spec: str) -> int:
+    """Classes of the data: from the spec (synthetic/CIFAR) or the loader's data set (ImageFolder)."""
+    parsed = common.parse_data_spec(spec)
+    if parsed.num_classes:
+        return int(parsed.num_classes)
     dataset = getattr(loader, "dataset", None)
     while dataset is not None:
-        value = getattr(dataset, "num_classes", None)
-        if isinstance(value, int):
-            return value
         classes = getattr(dataset, "classes", None)
-        if classes is not None and not isinstance(dataset, torch.utils.data.Subset):
+        if classes is not None:
             return len(classes)
         dataset = getattr(dataset, "dataset", None)
     return common.num_classes_of(spec)
@@ -105,27 +106,23 @@ def run_train(args: argparse.Namespace) -> int:
     common.check_model_arg(args.model)
     common.parse_data_spec(args.data)
     out = common.out_dir(args, "fastvit-train")
-    train_loader = common.build_loader(args.data, "train", args.batch_size, num_samples=args.num_samples,
-                                       seed=args.seed, train=True)
-    test_loader = common.build_loader(args.data, "test", max(args.batch_size, 128),
-                                      num_samples=args.test_samples, seed=args.seed)
-    classes = num_classes_from(train_loader, args.data)
+    classes = common.num_classes_of(args.data)
     model = common.load_model(args.model, num_classes=classes, device=device, checkpoint=args.checkpoint)
-    requested = {"lr": args.lr, "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs}
-    requested = {k: v for k, v in requested.items() if v is not None}
-    supported = optional_kwargs(train, **requested)
-    if set(requested) - set(supported):
-        raise CLIError(f"this version of fastvit_analysis.train does not accept "
-                       f"{', '.join(sorted(set(requested) - set(supported)))}")
-    kwargs = dict(test_data=test_loader, epochs=args.epochs, out=str(out), checkpoint_every=args.checkpoint_every,
-                  resume=not args.no_resume, progress=progress_flag(args), max_minutes=args.max_minutes,
-                  **supported)
-    kwargs.update(optional_kwargs(train, seed=args.seed))
+    test_loader = common.build_loader(args.data, "test", 256, num_samples=args.test_samples, seed=args.seed)
+    randaugment = None if args.randaugment.lower() in ("none", "off", "") else args.randaugment
     start = time.perf_counter()
-    result = train(model, train_loader, **kwargs)
+    # the spec string (not a loader) lets train() augment each image (crop, flip, RandAugment)
+    result = train(model, args.data, test_data=test_loader, epochs=args.epochs, lr=args.lr,
+                   weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                   label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
+                   randaugment=randaugment, grad_clip=args.grad_clip, drop_path=args.drop_path, out=str(out),
+                   checkpoint_every=args.checkpoint_every, resume=not args.no_resume, device=device,
+                   progress=progress_flag(args), max_minutes=args.max_minutes, seed=args.seed,
+                   num_samples=args.num_samples, channels_last=args.channels_last)
     summary, plot = extract.training(result)
     summary["checkpoint"] = str(out / "last.pt")
-    finish(args, out, "train", result, summary, plot, time.perf_counter() - start)
+    # labelled by its folder, like the analyses that later read OUT/last.pt
+    finish(args, out, "train", result, summary, plot, time.perf_counter() - start, label=out.resolve().name)
     return 0
 
 
