@@ -7,10 +7,21 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import timm
 import torch
 from torch import nn
 from torch.func import functional_call
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These models are tiny: one intra-op thread is fastest, and on a shared, oversubscribed machine
+    OpenMP's spinning threads make two threads ~10x slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def mlp() -> nn.Module:

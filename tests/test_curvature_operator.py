@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import HessianOperator, hessian_spectrum
-from test_curvature_models import MODELS, batch, mlp, reference, reference_hvp, vit
+from test_curvature_models import MODELS, batch, mlp, reference, reference_hvp, vit, single_thread  # noqa: F401 (autouse fixture)
 
 CE = nn.CrossEntropyLoss()
 

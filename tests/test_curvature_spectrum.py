@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import hessian_spectrum
-from test_curvature_models import MODELS, batch, mlp, reference
+from test_curvature_models import MODELS, batch, mlp, reference, single_thread  # noqa: F401 (autouse fixture)
 
 CE = nn.CrossEntropyLoss()
 
