@@ -161,7 +161,8 @@ def _mha_forward(self: nn.MultiheadAttention, query: Tensor, key: Tensor, value:
     q, k, v = heads_first(query, w_q, b_q), heads_first(key, w_k, b_k), heads_first(value, w_v, b_v)
     bias = None
     if attn_mask is not None:
-        bias = _mask_to_bias(attn_mask, q.dtype)
+        # nn.MultiheadAttention's boolean masks mark the *forbidden* positions (SDPA's the allowed).
+        bias = _mask_to_bias(~attn_mask if attn_mask.dtype == torch.bool else attn_mask, q.dtype)
         if bias.dim() == 3:  # (B * heads, L, S)
             bias = bias.reshape(q.shape[0], heads, bias.shape[-2], bias.shape[-1])
     out = fused_attention(q, k, v, attn_bias=bias)
