@@ -57,7 +57,8 @@ def test_deit_has_two_prefix_tokens():
 
 
 def test_timm_resnet_stem_then_blocks_with_downsampling():
-    net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10).eval()
+    net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10,
+                                    channels=(8, 8, 16, 16)).eval()
     feats = extract_features(net, X)
     assert list(feats) == ["maxpool", "layer1.0", "layer2.0", "layer3.0", "layer4.0"]
     assert list(feats.kinds.values()) == ["embed", "conv", "downsample", "downsample", "downsample"]
@@ -70,10 +71,10 @@ def test_timm_resnet_stem_then_blocks_with_downsampling():
 
 def test_torchvision_resnet():
     net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [2, 1, 1, 1], num_classes=10)
-    feats = extract_features(net, X)
+    feats = extract_features(net, X[:, :, :16, :16])
     assert list(feats)[:3] == ["maxpool", "layer1.0", "layer1.1"]
     assert feats.kinds["layer2.0"] == "downsample" and feats.kinds["layer1.1"] == "conv"
-    assert feats["layer4.0"].shape == (2, 512, 1, 1)
+    assert feats["layer4.0"].shape == (2, 512, 1, 1)  # 16 -> 4 after the stem -> 1 after two more strides
 
 
 def test_resnetv2():
@@ -128,17 +129,18 @@ def test_alternet_extraction():
     alternet = pytest.importorskip("fastvit_analysis.models.alternet",
                                    reason="AlterNet (branch issue7-models) not merged into this branch")
     net = timm.create_model("demo_alternet", num_classes=10).eval()  # stages (2, 2, 2), MSA last in 2 and 3
-    feats = extract_features(net, X)
+    x = X[:, :, :16, :16]
+    feats = extract_features(net, x)
     assert list(feats) == ["stem"] + [f"stages.{s}.{b}" for s in range(3) for b in range(2)]
     assert list(feats.kinds.values()) == ["embed", "conv", "conv", "downsample", "msa", "downsample", "msa"]
     assert isinstance(net.stages[1][1], alternet.MSABlock)
     with torch.no_grad():
-        z = net.stem(X)
+        z = net.stem(x)
         for s in range(3):
             for b in range(2):
                 z = net.stages[s][b](z)
                 torch.testing.assert_close(feats[f"stages.{s}.{b}"], z)
-    assert feats["stages.2.1"].shape == (2, 256, 8, 8)
+    assert feats["stages.2.1"].shape == (2, 256, 4, 4)
 
 
 def test_user_module_names_kinds_override_and_errors():
@@ -163,7 +165,8 @@ def test_user_module_names_kinds_override_and_errors():
 
 
 def test_streaming_callback_keeps_nothing_and_counts_samples():
-    net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
+    net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10,
+                                    channels=(8, 8, 8, 8))
     ex = LatentExtractor(net, ["layer1.0", LatentSpec("stem_out", "act1", "embed")])
     seen = []
     n = ex.stream([(X, torch.zeros(2)), (X[:1], torch.zeros(1))], lambda s, z: seen.append((s.name, z.shape[0])),
@@ -172,3 +175,30 @@ def test_streaming_callback_keeps_nothing_and_counts_samples():
     assert n == 3 and seen == [("stem_out", 2), ("layer1.0", 2), ("stem_out", 1), ("layer1.0", 1)]
     assert ex.depths() == [0.0, 1.0]
     assert not net._forward_hooks and not net.act1._forward_hooks  # hooks removed
+
+
+def test_spec_and_layout_errors():
+    with pytest.raises(ValueError, match="capture"):
+        LatentSpec("a", "a", capture="grad")
+    with pytest.raises(ValueError, match="layout"):
+        LatentSpec("a", "a", layout="chw")
+    with pytest.raises(ValueError, match="not a square grid"):
+        to_feature_map(torch.randn(2, 10, 4), 0)
+    with pytest.raises(ValueError, match="map or"):
+        to_feature_map(torch.randn(2, 4), 0)
+    vit = tiny_vit()
+    with pytest.raises(ValueError, match="not found"):
+        extract_features(vit, X, layers=[LatentSpec("x", "blocks.9")])
+    with pytest.raises(ValueError, match="unique"):
+        extract_features(vit, X, layers=["blocks.0", "blocks.0"])
+    # a user LatentSpec with NHWC layout is permuted to (B, C, H, W)
+    swin = timm.models.swin_transformer.SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16,
+                                                        depths=(1,), num_heads=(2,), num_classes=10)
+    feats = extract_features(swin, X, layers=[LatentSpec("pe", "patch_embed", "embed", layout="nhwc")])
+    assert feats["pe"].shape == (2, 16, 8, 8)
+
+
+def test_module_running_twice_is_an_error():
+    net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
+    with pytest.raises(ValueError, match="more than once"):
+        extract_features(net, X[:, :, :16, :16], layers=["layer1.0.relu"])  # BasicBlock reuses its ReLU

@@ -141,3 +141,27 @@ def test_empty_data_is_an_error():
     vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=10)
     with pytest.raises(ValueError, match="empty"):
         fourier_analysis(vit, [], progress=False)
+
+
+def test_feature_statistics_one_pass_equals_separate_analyses_and_progress_bar(capsys, monkeypatch):
+    from fastvit_analysis.features.statistics import feature_statistics
+
+    monkeypatch.setenv("FASTVIT_PROGRESS", "1")
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=10)
+    data = loader([4, 4], shape=(3, 16, 16))
+    fourier, variance = feature_statistics(vit, data, progress=True)
+    assert "feature statistics" in capsys.readouterr().err  # tqdm bar on stderr
+    assert fourier.to_dict() == fourier_analysis(vit, data, progress=False).to_dict()
+    assert variance.to_dict() == variance_analysis(vit, data, progress=False).to_dict()
+    fourier_analysis(vit, data, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_dataloader_input_equals_list_of_batches():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=10)
+    data = loader([4, 4, 2], shape=(3, 16, 16))
+    dl = DataLoader(TensorDataset(torch.cat([b[0] for b in data]), torch.cat([b[1] for b in data])), batch_size=4)
+    assert fourier_analysis(vit, dl, progress=False).to_dict() == fourier_analysis(vit, data, progress=False).to_dict()
+    assert variance_analysis(vit, dl, progress=False).num_samples == 10

@@ -83,9 +83,10 @@ class GramStack:
         if other.n != n:
             raise ValueError(f"Gram stacks of different batch sizes ({n} vs {other.n})")
         _check_n(n, "minibatch_cka")
-        trace_term = self.flat @ other.flat.T
-        total_term = torch.outer(self.totals, other.totals) / ((n - 1) * (n - 2))
-        row_term = (self.rows @ other.rows.T) * (2.0 / (n - 2))
+        device = self.flat.device  # the two models may live on different devices
+        trace_term = self.flat @ other.flat.to(device).T
+        total_term = torch.outer(self.totals, other.totals.to(device)) / ((n - 1) * (n - 2))
+        row_term = (self.rows @ other.rows.to(device).T) * (2.0 / (n - 2))
         return (trace_term + total_term - row_term) / (n * (n - 3))
 
     def self_hsic(self) -> Tensor:

@@ -321,10 +321,14 @@ class LatentExtractor:
     does so over every batch of a loader. The model runs in eval mode under no_grad.
 
     Example:
-        >>> ex = LatentExtractor(timm.create_model("resnet18", num_classes=10))
-        >>> sums = {}
+        >>> import timm
+        >>> ex = LatentExtractor(timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1]))
+        >>> shapes = {}
         >>> ex.stream((torch.randn(4, 3, 32, 32), torch.zeros(4)),
-        ...           lambda spec, z: sums.__setitem__(spec.name, z.sum().item()))  # doctest: +SKIP
+        ...           lambda spec, z: shapes.__setitem__(spec.name, tuple(z.shape)), progress=False)
+        4
+        >>> shapes["layer2.0"]
+        (4, 128, 4, 4)
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str | LatentSpec] | None = None, *,
@@ -351,6 +355,10 @@ class LatentExtractor:
         seen_specs: dict[str, LatentSpec] = {}
 
         def deliver(spec: LatentSpec, value: Any) -> None:
+            if spec.name in seen_specs:
+                raise ValueError(f"latent {spec.name!r}: module {spec.module!r} ran more than once in one "
+                                 f"forward pass (a shared module, e.g. torchvision's reused ReLU); pick a "
+                                 f"module that runs once")
             z = spec.canonical(value)
             if z.ndim == 3 and spec.layout == "auto" and spec.prefix_tokens:
                 side = math.isqrt(z.shape[1])
@@ -418,9 +426,11 @@ def extract_features(model: nn.Module, x: Tensor, *, layers: Sequence[str | Late
     excluded. `layers` may name default latents or any module (its output is taken).
 
     Example:
-        >>> feats = extract_features(timm.create_model("resnet18"), torch.randn(2, 3, 32, 32))
-        >>> list(feats)[:2]  # doctest: +SKIP
-        ['maxpool', 'layer1.0']
+        >>> import timm
+        >>> net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1])
+        >>> feats = extract_features(net, torch.randn(2, 3, 32, 32))
+        >>> list(feats)[:2], feats.kinds["layer2.0"]
+        (['maxpool', 'layer1.0'], 'downsample')
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a tensor batch (B, C, H, W), got {type(x).__name__}")
