@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -127,12 +126,17 @@ def _free_port():
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_torchrun_scaling(benchmark, ranks, tmp_path):
-    """Same 2×2 grid of ViT-Ti, 2 cores in total: 1 rank × 2 threads vs 2 ranks × 1 thread."""
+    """Same 2×2 grid of ViT-Ti, one thread per rank: 1 rank vs 2 ranks (each takes 2 of the 4 points).
+
+    One thread per rank in both runs: on a shared, oversubscribed 2-core box a 2-thread OpenMP rank
+    can stall for tens of seconds waiting for a descheduled thread, which would measure the scheduler,
+    not the sharding. The benchmark's time includes interpreter/torch start-up and rendezvous;
+    `landscape_only_s` is the time of the loss_landscape call alone (between barriers, on rank 0)."""
     repo = Path(__file__).resolve().parent.parent
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     report = tmp_path / "report.json"
-    threads = max(1, 2 // ranks)
+    threads = 1
     env = dict(os.environ, PYTHONPATH=str(repo), FASTVIT_PROGRESS="0", OMP_NUM_THREADS=str(threads))
     inner: list[float] = []
 
@@ -152,3 +156,9 @@ def test_torchrun_scaling(benchmark, ranks, tmp_path):
     benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=0)
     benchmark.extra_info["landscape_only_s"] = inner
     benchmark.extra_info["landscape_only_min_s"] = min(inner)
+    _LANDSCAPE_ONLY[ranks] = min(inner)
+    if ranks > 1 and 1 in _LANDSCAPE_ONLY:  # the scaling itself, start-up excluded
+        benchmark.extra_info["landscape_only_speedup_vs_1_rank"] = _LANDSCAPE_ONLY[1] / min(inner)
+
+
+_LANDSCAPE_ONLY: dict[int, float] = {}

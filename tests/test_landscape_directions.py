@@ -111,3 +111,17 @@ def test_bad_inputs():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         filter_normalized_directions(frozen)
+
+
+def test_timm_vit_rules():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=16, depth=1,
+                            num_heads=2, num_classes=3)
+    zeroed = set(zeroed_parameter_names(vit))
+    assert "pos_embed" in zeroed and "cls_token" not in zeroed
+    assert {"norm.weight", "blocks.0.norm1.weight", "head.bias"} <= zeroed
+    assert "blocks.0.attn.qkv.weight" not in zeroed and "patch_embed.proj.weight" not in zeroed
+    (d,) = filter_normalized_directions(vit, n=1)
+    assert torch.count_nonzero(d["pos_embed"]) == 0
+    torch.testing.assert_close(d["cls_token"].norm(), vit.cls_token.detach().norm(), rtol=1e-5, atol=1e-6)

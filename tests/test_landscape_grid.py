@@ -199,3 +199,27 @@ def test_bad_inputs():
         loss_landscape(model, ce, [], steps=2)
     with pytest.raises(TypeError, match="model"):
         loss_landscape(lambda x: x, ce, data)
+    with pytest.raises(TypeError, match="loss_fn"):
+        loss_landscape(model, None, data, steps=2)
+    with pytest.raises(ValueError, match="l2_coef"):
+        loss_landscape(model, ce, data, steps=2, l2_coef=float("nan"))
+    with pytest.raises(TypeError, match="directions"):
+        loss_landscape(model, ce, data, directions=[1, 2])
+    for ppp in (1, 2):
+        with pytest.raises(ValueError, match=r"loss_fn must return a scalar.*\(7,\)"):
+            loss_landscape(model, nn.CrossEntropyLoss(reduction="none"), data, steps=2, points_per_pass=ppp)
+
+
+def test_non_tensor_outputs_give_nan_accuracy():
+    class TupleOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x), x
+
+    data = (torch.randn(6, 3), torch.randint(0, 2, (6,)))
+    res = loss_landscape(TupleOut(), lambda out, y: nn.functional.cross_entropy(out[0], y), data, steps=2,
+                         progress=False)
+    assert np.isfinite(res.loss).all() and np.isnan(res.accuracy).all()

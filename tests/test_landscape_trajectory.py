@@ -102,6 +102,24 @@ def test_trajectory_pca_matches_numpy_and_recovers_plane():
     assert set(res.to_dict()) >= {"coordinates", "explained_variance_ratio", "landscape"}
 
 
+def test_trajectory_from_saved_files_and_column_slices(tmp_path, monkeypatch):
+    import fastvit_analysis.landscape.trajectory as traj_module
+
+    torch.manual_seed(2)
+    model = bn_net(0)
+    ckpts = [{k: v + 0.1 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+             for _ in range(4)]
+    paths = []
+    for k, ck in enumerate(ckpts):
+        paths.append(tmp_path / f"ck{k}.pt")
+        torch.save({"state_dict": ck} if k % 2 else ck, paths[-1])
+    whole = trajectory(ckpts, model=model)
+    monkeypatch.setattr(traj_module, "_COLUMNS", 7)  # many slices: same answer
+    sliced = trajectory(paths, model=model)
+    np.testing.assert_allclose(sliced.coordinates, whole.coordinates, atol=1e-10)
+    np.testing.assert_allclose(sliced.explained_variance_ratio, whole.explained_variance_ratio, rtol=1e-10)
+
+
 def test_trajectory_bad_inputs():
     m = nn.Linear(3, 2)
     with pytest.raises(ValueError, match="at least 3"):

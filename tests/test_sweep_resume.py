@@ -93,3 +93,12 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="evaluate"):
         run_sweep(None, POINTS)
     assert run_sweep(Counter(), [], progress=False) == []
+
+
+def test_progress_bar_on_rank0(monkeypatch, capsys):
+    monkeypatch.setenv("FASTVIT_PROGRESS", "1")
+    res = run_sweep(Counter(), POINTS, chunk_size=4, desc="mysweep", progress=True)
+    assert len(res) == len(POINTS)
+    assert "mysweep" in capsys.readouterr().err
+    run_sweep(Counter(), POINTS, desc="quiet", progress=False)
+    assert "quiet" not in capsys.readouterr().err

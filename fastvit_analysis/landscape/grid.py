@@ -8,6 +8,17 @@ The model object itself is never modified or copied: parameters stay bitwise ide
 train/eval flag of every submodule is restored afterwards. Points go through
 :func:`fastvit_analysis.run_sweep`, so with ``out=`` every finished chunk is written at once, a re-run
 resumes, and under torchrun each rank evaluates a disjoint share.
+
+Scaling out (every rank runs the same script; rank 0 shows the progress bar)::
+
+    # torchrun --nproc_per_node 2 landscape.py      (gloo on CPU, NCCL on GPU)
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    res = loss_landscape(model, nn.CrossEntropyLoss(), loader, steps=21, l2_coef=0.05, out="runs/vit")
+    if dist.get_rank() == 0:
+        res.save_json("runs/vit/landscape.json")
+
+Killed? Run the same command again: the points already in ``runs/vit`` are not recomputed.
 """
 from __future__ import annotations
 
@@ -69,8 +80,8 @@ def _restore_modes(model: nn.Module, modes: list[tuple[nn.Module, bool]]) -> Non
         module.training = training
 
 
-def _is_classification(out: Tensor, y: Tensor) -> bool:
-    return (not y.is_floating_point() and not y.is_complex() and y.ndim == 1 and out.ndim == 2
+def _is_classification(out: Any, y: Tensor) -> bool:
+    return (isinstance(out, Tensor) and not y.is_floating_point() and not y.is_complex() and y.ndim == 1 and out.ndim == 2
             and out.shape[0] == y.shape[0])
 
 
@@ -105,6 +116,9 @@ class _PointEvaluator:
     def _single(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         out = functional_call(self.model, (params, self.shared), (x,))
         loss = self.loss_fn(out, y)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar tensor (the batch mean), got {shape}")
         if _is_classification(out, y):
             correct = (out.argmax(dim=-1) == y).sum().to(loss.dtype)
         else:

@@ -108,11 +108,19 @@ class TrajectoryResult(Result):
     directions: list[Direction] = field(default_factory=list, repr=False, metadata={"serialize": False})
 
 
+_COLUMNS = 1 << 20  # parameters per slice: float64 work stays O(rows · _COLUMNS)
+
+
 def _pca_directions(rows: list[dict[str, Tensor]], names: list[str], center: bool
                     ) -> tuple[list[Direction], np.ndarray]:
-    flat = torch.stack([torch.cat([r[n].reshape(-1).double().cpu() for n in names]) for r in rows])
-    r = flat.shape[0]
-    gram = flat @ flat.T
+    """Top-2 principal directions (unit vectors) of the rows, via the rows' Gram matrix in float64.
+    The (rows, P) matrix is kept in the parameters' dtype; float64 is used one column slice at a time."""
+    flat = torch.stack([torch.cat([r[n].reshape(-1).cpu() for n in names]) for r in rows])
+    r, p = flat.shape
+    gram = torch.zeros(r, r, dtype=torch.float64)
+    for s in range(0, p, _COLUMNS):
+        block = flat[:, s:s + _COLUMNS].double()
+        gram += block @ block.T
     if center:
         h = torch.eye(r, dtype=torch.float64) - 1.0 / r
         gram = h @ gram @ h
@@ -127,8 +135,10 @@ def _pca_directions(rows: list[dict[str, Tensor]], names: list[str], center: boo
         v = evecs[:, k]
         if center:
             v = v - v.mean()
-        u = flat.T @ v
-        u = u / torch.linalg.vector_norm(u)
+        u = torch.empty(p, dtype=torch.float64)
+        for s in range(0, p, _COLUMNS):
+            u[s:s + _COLUMNS] = flat[:, s:s + _COLUMNS].double().T @ v
+        u /= torch.linalg.vector_norm(u)
         if float(u[int(torch.argmax(u.abs()))]) < 0:  # fix the sign: deterministic output
             u = -u
         direction, offset = {}, 0
