@@ -7,6 +7,16 @@ from PIL import Image
 from fastvit_analysis.data import (CIFAR10_MEAN, build_dataset, build_loader, normalization, parse_spec)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def test_parse_spec():
     assert parse_spec("synthetic").kind == "synthetic"
     spec = parse_spec("cifar100:/data/c100")

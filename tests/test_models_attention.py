@@ -12,6 +12,16 @@ from fastvit_analysis.models.alternet import relative_position_index
 from fastvit_analysis.models.vit_cifar import local_attention_mask
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _reference_window_attention(attn: WindowAttention, x: torch.Tensor) -> torch.Tensor:
     """Loop over windows and positions: out[i] = Σ_j softmax_j(q_i·k_j·scale + B[Δrow, Δcol]) v_j."""
     b, _, h, w = x.shape
@@ -148,3 +158,27 @@ def test_alternet_eval_is_deterministic_and_batch_independent():
     x = torch.randn(3, 3, 32, 32)
     full = model(x)
     torch.testing.assert_close(model(x[:1]), full[:1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,kwargs,size", [
+    ("demo_alternet", dict(widths=(4, 4, 8, 8), stem_width=4, dim_head=4, window_size=2), 16),
+    ("vit_ti_local_cifar", dict(img_size=8, embed_dim=12, depth=1), 8),
+])
+def test_hvp_forward_over_reverse_matches_double_backward(name, kwargs, size):
+    """The "math" attention paths admit jvp(grad(loss)), the HVP route of fastvit_analysis.curvature."""
+    from torch.func import functional_call, grad, jvp
+
+    model = timm.create_model(name, **kwargs).eval()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    x, y = torch.randn(3, 3, size, size), torch.tensor([0, 3, 9])
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(functional_call(model, p, (x,)), y)
+
+    v = {k: torch.randn_like(t) for k, t in params.items()}
+    _, hv = jvp(grad(loss), (params,), (v,))
+    leaves = {k: t.clone().requires_grad_() for k, t in params.items()}
+    g = torch.autograd.grad(loss(leaves), list(leaves.values()), create_graph=True)
+    expected = torch.autograd.grad(sum((gi * v[k]).sum() for gi, k in zip(g, leaves)), list(leaves.values()))
+    for k, e in zip(leaves, expected):
+        torch.testing.assert_close(hv[k], e, atol=1e-5, rtol=1e-4)

@@ -6,6 +6,16 @@ import torch
 import fastvit_analysis  # noqa: F401  (registers the models)
 from fastvit_analysis.models import REGISTERED_MODELS, create, model_kind
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 EXPECTED_NAMES = {
     "alternet50_cifar", "alternet50_cifar_ref", "alternet50", "preact_resnet50_cifar", "vit_ti_cifar",
     "vit_ti_gap_cifar", "vit_ti_local_cifar", "pit_ti_cifar", "swin_ti_cifar", "demo_resnet", "demo_vit",
@@ -141,5 +151,8 @@ def test_unknown_model_errors():
         timm.create_model("demo_resnet", pretrained=True)
     with pytest.raises(ValueError, match="msa_blocks"):
         create("demo_alternet", msa_blocks=(0, 2, 1))
+    with pytest.raises(ValueError, match="window_size=4"):
+        create("alternet50_cifar", img_size=24)
+    assert create("demo_alternet", img_size=32).img_size == 32
     with pytest.raises(FileNotFoundError, match="does_not_exist.pt"):
         create("/tmp/does_not_exist.pt")

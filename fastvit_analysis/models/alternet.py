@@ -200,6 +200,8 @@ class AlterNet(nn.Module):
         stem: "cifar" (3×3 conv, stride 1) or "imagenet" (7×7 conv stride 2 + 3×3 max-pool stride 2).
         stem_width: output channels of the stem.
         drop_path_rate: DropPath rate of the last block, increasing linearly from 0 over all blocks.
+        img_size: optional input size; when given, checked against the window size of every MSA stage
+            (any size whose MSA-stage maps are multiples of p works at run time).
 
     Shapes: (B, in_chans, H, W) -> (B, num_classes).
     """
@@ -208,7 +210,7 @@ class AlterNet(nn.Module):
                  widths: Sequence[int] = (64, 128, 256, 512), heads: Sequence[int] = (3, 6, 12, 24),
                  dim_head: int = 64, window_size: int = 7, stem: str = "imagenet", stem_width: int = 64,
                  num_classes: int = 1000, in_chans: int = 3, drop_path_rate: float = 0.0,
-                 drop_rate: float = 0.0, global_pool: str = "avg") -> None:
+                 drop_rate: float = 0.0, global_pool: str = "avg", img_size: int | None = None) -> None:
         super().__init__()
         n_stages = len(tuple(depths))
         if n_stages == 0:
@@ -227,6 +229,15 @@ class AlterNet(nn.Module):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
 
+        if img_size is not None:
+            size = img_size if isinstance(img_size, int) else int(img_size[0])
+            size //= 1 if stem == "cifar" else 4
+            for i, m in enumerate(msa_blocks):
+                side = size // 2 ** i
+                if m and (side < window_size or side % window_size):
+                    raise ValueError(f"img_size={img_size}: stage {i} maps are {side}x{side}, not a multiple of "
+                                     f"window_size={window_size}; pick img_size or window_size to fit")
+        self.img_size = img_size
         self.depths, self.msa_blocks, self.widths = depths, msa_blocks, widths
         self.num_classes = num_classes
         self.drop_rate = drop_rate
