@@ -19,8 +19,8 @@ from typing import Any
 from .main import CLIError, build_parser
 
 # Shares of the total budget (they sum to 1 with the reserve for start-up and the report).
-TRAIN_SHARE = 0.52
-ANALYSIS_SHARES = {"max_eigen": 0.13, "landscape": 0.12, "robustness": 0.06, "fourier": 0.03,
+TRAIN_SHARE = 0.46
+ANALYSIS_SHARES = {"max_eigen": 0.22, "landscape": 0.12, "robustness": 0.06, "fourier": 0.03,
                    "variance": 0.025, "cka": 0.035}
 ANALYSES = ["max_eigen", "landscape", "fourier", "variance", "cka", "robustness"]
 RESULT_FILE = {"max_eigen": "max_eigen.json", "landscape": "landscape.json", "fourier": "fourier.json",
@@ -30,15 +30,15 @@ RESULT_FILE = {"max_eigen": "max_eigen.json", "landscape": "landscape.json", "fo
 # RandAugment let the small models learn the embedded data (crop + flip stay on).
 DEMO_RECIPE = ["--lr", "2e-3", "--warmup-epochs", "1", "--mixup", "0", "--cutmix", "0", "--randaugment", "none",
                "--channels-last"]
-MAX_EIGEN_SOLVER = {"top_k": 5, "tol": 1e-2, "max_hvp": 150}
+MAX_EIGEN_SOLVER = {"top_k": 5, "tol": 1e-2, "max_hvp": 120}
 QUICK_PLAN = {
-    "train": {"epochs": 1, "num_samples": 128, "test_samples": 64, "batch_size": 32},
-    "max_eigen": {"num_batches": 2, "batch_size": 8, "top_k": 2, "tol": 1e-2, "max_hvp": 20},
-    "landscape": {"steps": 3, "num_samples": 32, "dims": 2},
-    "fourier": {"num_samples": 32},
-    "variance": {"num_samples": 32},
-    "cka": {"num_samples": 32, "batch_size": 16},
-    "robustness": {"num_samples": 64, "freqs": [0.1, 0.5, 0.9]},
+    "train": {"epochs": 1, "num_samples": 64, "test_samples": 32, "batch_size": 32},
+    "max_eigen": {"num_batches": 1, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4},
+    "landscape": {"steps": 3, "num_samples": 16, "dims": 2},
+    "fourier": {"num_samples": 16},
+    "variance": {"num_samples": 16},
+    "cka": {"num_samples": 16, "batch_size": 8},
+    "robustness": {"num_samples": 32, "freqs": [0.1, 0.5, 0.9]},
 }
 
 
@@ -171,22 +171,38 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _calibrate_max_eigen(args, ckpt: Path, out: Path, budget_s: float, quick: bool) -> dict[str, Any]:
-    """Time one mini-batch's top-5 solve, then size the number of mini-batches to the budget."""
+def _seconds_per_hvp(ckpt: Path, device, batch_size: int = 16) -> float:
+    """Time one Hessian-vector product of a mini-batch of the embedded training data."""
+    import torch
+
+    from .. import HessianOperator
+    from . import _common as common
+
+    model = common.prepare_for_hessian(common.load_model(str(ckpt), num_classes=10, device=device))
+    x, y = next(iter(common.build_loader("synthetic", "train", batch_size, num_samples=batch_size)))
+    H = HessianOperator(model, common.loss_fn(), (x.to(device), y.to(device)))
+    v = torch.randn(H.num_params, device=device, dtype=H.dtype)
+    H.matvec(v)  # warm-up
+    start = time.perf_counter()
+    H.matvec(v)
+    return time.perf_counter() - start
+
+
+def _calibrate_max_eigen(args, ckpt: Path, device, budget_s: float, quick: bool) -> dict[str, Any]:
+    """Size the max-eigenvalue spectrum (mini-batches x Lanczos budget) to `budget_s` from the
+    measured cost of one mini-batch HVP."""
     if quick:
         return dict(QUICK_PLAN["max_eigen"])
-    probe = out / ".calibrate_max_eigen"
-    start = time.perf_counter()
-    _run_command(_analysis_argv("max_eigen", {"num_batches": 1, "batch_size": 16, **MAX_EIGEN_SOLVER})
-                 + _common_argv(args, ckpt, probe) + ["--no-resume"])
-    per_batch = time.perf_counter() - start
-    import shutil
-
-    shutil.rmtree(probe, ignore_errors=True)
-    left = budget_s - per_batch
-    # solving 8 mini-batches per vmapped pass is cheaper per batch than the single probe: count 0.8
-    return {"num_batches": _clamp(left / max(per_batch * 0.8, 1e-3), 2, 64), "batch_size": 16,
-            **MAX_EIGEN_SOLVER, "seconds_per_batch": round(per_batch, 2)}
+    t_hvp = _seconds_per_hvp(ckpt, device)
+    total = max(0.0, budget_s - 3 * t_hvp) / (t_hvp * 1.1)  # HVPs that fit, for all mini-batches together
+    cap = MAX_EIGEN_SOLVER["max_hvp"]
+    if total >= 2 * cap:
+        num_batches, max_hvp = _clamp(total / cap, 2, 64), cap
+    else:  # fewer Lanczos steps per mini-batch, at least 2 mini-batches (residuals are reported)
+        num_batches = _clamp(total / 40, 2, 64)
+        max_hvp = _clamp(total / num_batches, MAX_EIGEN_SOLVER["top_k"] + 10, cap)
+    return {"num_batches": num_batches, "batch_size": 16, "top_k": MAX_EIGEN_SOLVER["top_k"],
+            "tol": MAX_EIGEN_SOLVER["tol"], "max_hvp": max_hvp, "seconds_per_hvp": round(t_hvp, 3)}
 
 
 # ---------------------------------------------------------------------------------- the demo
@@ -292,7 +308,7 @@ def run_demo(args) -> int:
                     if quick:
                         sizes = dict(QUICK_PLAN[analysis])
                     elif analysis == "max_eigen":
-                        sizes = _calibrate_max_eigen(args, ckpt, folder, stage.budget_s, quick)
+                        sizes = _calibrate_max_eigen(args, ckpt, device, stage.budget_s, quick)
                     else:
                         sizes = _plan_analysis(analysis, stage.budget_s, model_plan.get("cost") or
                                                _measure(str(ckpt), device, 10))
