@@ -48,7 +48,8 @@ def _extensions():
         and cuda_sources
         and (torch.cuda.is_available() or os.environ.get("FASTVIT_BUILD_CUDA", "0") == "1")
     )
-    extra = {"cxx": ["-O3", "-fopenmp"]}  # cpp_extension adds the -std torch needs (c++20)
+    # cpp_extension adds the -std torch needs (c++20); -fno-math-errno lets sqrt vectorise.
+    extra = {"cxx": ["-O3", "-fopenmp", "-fno-math-errno"]}
     define_macros = []
     libraries = ["gomp"]
     if want_cuda:

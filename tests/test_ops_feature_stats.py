@@ -233,9 +233,11 @@ def test_op_is_registered_and_used_when_built(monkeypatch):
     fa.relative_log_amplitude(z)
 
 
+@pytest.mark.parametrize("isa", ["best", "baseline"])  # the CPU kernels exist for AVX2+FMA and baseline x86-64
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "tokens", "strided"])
-def test_compiled_and_eager_agree(layout):
+def test_compiled_and_eager_agree(layout, isa, monkeypatch):
     _require_compiled()
+    monkeypatch.setenv("FASTVIT_CPU_ISA", isa)
     if layout == "tokens":
         z, prefix = torch.randn(5, 2 + 144, 33), 2
     else:
@@ -247,8 +249,13 @@ def test_compiled_and_eager_agree(layout):
     for reduce in (True, False):
         compiled = diag_log_amplitude(z, prefix, reduce=reduce, backend="compiled")
         eager = diag_log_amplitude(z, prefix, reduce=reduce, backend="eager")
-        # Per map, log(|F| + 1e-6) amplifies rounding where |F| is tiny: absolute tolerance there.
-        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5 if reduce else 1e-4)
+        if reduce:
+            torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+        else:
+            # Per map, log(|F| + 1e-6) amplifies rounding where |F| is tiny, so compare |F| itself,
+            # to fp32 rounding of a sum of n*n terms relative to the largest amplitude.
+            amp_c, amp_e = compiled.exp(), eager.exp()
+            torch.testing.assert_close(amp_c, amp_e, rtol=1e-5, atol=1e-6 * float(amp_e.max()))
     for c, e in zip(feature_moments(z, prefix, backend="compiled"), feature_moments(z, prefix, backend="eager")):
         torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
 

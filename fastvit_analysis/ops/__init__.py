@@ -7,12 +7,11 @@ first call that wants it.
 """
 from ._backend import BACKENDS, resolve_backend
 from ._extension import ExtensionUnavailable, extension_error, extension_source, load_extension
-from .feature_stats import anti_diagonal_sums, diag_log_amplitude, feature_moments
+from .feature_stats import diag_log_amplitude, feature_moments
 
 __all__ = [
     "BACKENDS",
     "ExtensionUnavailable",
-    "anti_diagonal_sums",
     "diag_log_amplitude",
     "extension_error",
     "extension_source",

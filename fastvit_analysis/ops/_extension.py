@@ -78,7 +78,7 @@ def _jit_compile() -> None:
     sources = _sources(with_cuda)
     if not sources:
         raise ExtensionUnavailable(f"no C++ sources found under {source_dir() / 'ops'}")
-    cflags = ["-O3", "-fopenmp"]  # cpp_extension adds the -std torch needs
+    cflags = ["-O3", "-fopenmp", "-fno-math-errno"]  # cpp_extension adds the -std torch needs
     kwargs = {}
     if with_cuda:
         cflags.append("-DFASTVIT_WITH_CUDA")

@@ -44,38 +44,38 @@ def _use_compiled(op: str, backend: str | None, maps: torch.Tensor) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=64)
-def _dft_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[n, 2K] real matrix: s @ M = (Re F(k), Im F(k)) for k < K = ceil(n/2), twiddles exact mod n."""
+@functools.lru_cache(maxsize=32)
+def _diag_dft_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[n*n, 2K] real matrix W with x.flatten() @ W = (Re F(k, k), Im F(k, k)), k < K = ceil(n/2).
+
+    F(k, k) = sum_{h,w} x[h, w] e^{-2 pi i k (h + w) / n}; twiddles from the exact residue mod n.
+    """
     num_freq = (n + 1) // 2
+    pos = torch.arange(n, dtype=torch.int64)
+    diag_index = (pos[:, None] + pos[None, :]).reshape(-1, 1)  # h + w for position h*n + w
     k = torch.arange(num_freq, dtype=torch.int64)
-    m = torch.arange(n, dtype=torch.int64)
-    angle = (2.0 * math.pi / n) * torch.remainder(m[:, None] * k[None, :], n).to(torch.float64)
+    angle = (2.0 * math.pi / n) * torch.remainder(diag_index * k[None, :], n).to(torch.float64)
     return torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1).to(dtype=dtype, device=device)
 
 
-def anti_diagonal_sums(maps: torch.Tensor) -> torch.Tensor:
-    """s[b, c, m] = sum over h + w = m (mod n) of maps[b, c, h, w], in pure torch.
-
-    Lays each map twice side by side, (n, 2n), so the wrapped anti-diagonal m is the plain
-    strided line h -> [h, n + m - h]; one as_strided view and a sum, no index tensors.
-    """
+def _diag_spectrum_eager(maps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(Re F(k, k), Im F(k, k)) of every map, [B, C, 2K], as one (batched) GEMM with the
+    diagonal DFT matrix; channel-interleaved layouts (channels_last, tokens) are read in place."""
     batch, channels, n, _ = maps.shape
-    doubled = torch.cat([maps, maps], dim=-1).contiguous()  # (B, C, n, 2n)
-    lines = doubled.as_strided(
-        (batch, channels, n, n),
-        (channels * 2 * n * n, 2 * n * n, 1, 2 * n - 1),
-        doubled.storage_offset() + n,
-    )
-    return lines.sum(dim=-1)
+    x = maps.to(dtype)
+    matrix = _diag_dft_matrix(n, dtype, maps.device)
+    _, stride_c, stride_h, stride_w = x.stride()
+    if stride_c == 1 and stride_w != 1 and stride_h == n * stride_w:
+        positions = x.permute(0, 2, 3, 1).flatten(1, 2)  # (B, n*n, C), a view
+        weights = matrix.t().expand(batch, *matrix.t().shape)
+        return torch.bmm(weights, positions).transpose(1, 2)
+    return (x.reshape(batch * channels, n * n) @ matrix).view(batch, channels, -1)
 
 
 def _diag_log_amplitude_eager(maps: torch.Tensor, reduce: bool) -> torch.Tensor:
     dtype = result_dtype(maps.dtype)
-    n = maps.shape[-1]
-    sums = anti_diagonal_sums(maps.to(dtype))
-    spectrum = sums @ _dft_matrix(n, dtype, maps.device)
-    num_freq = (n + 1) // 2
+    num_freq = (maps.shape[-1] + 1) // 2
+    spectrum = _diag_spectrum_eager(maps, dtype)
     amplitude = torch.hypot(spectrum[..., :num_freq], spectrum[..., num_freq:])
     log_amp = torch.log(amplitude + LOG_EPS)
     return log_amp.mean(dim=(0, 1)) if reduce else log_amp
@@ -90,8 +90,9 @@ def diag_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 0, *, reduce: b
                        backend: str | None = None) -> torch.Tensor:
     """Mean diagonal log-amplitude spectrum a(k) = mean_{b,c} log(|F_bc(k, k)| + 1e-6).
 
-    F_bc is the 2-D DFT of map z[b, c] (n x n); k = 0 .. ceil(n/2) - 1. Computed exactly from the
-    anti-diagonal sums s[m] and a length-n DFT (SPEC 3a), reading `z` once and in place.
+    F_bc is the 2-D DFT of map z[b, c] (n x n); k = 0 .. ceil(n/2) - 1. The compiled kernel reads
+    `z` once, in place, into the anti-diagonal sums s[m] and takes their length-n DFT (SPEC 3a);
+    the eager backend multiplies the maps by the [n*n, 2K] diagonal-DFT matrix. Both are exact.
 
     Args:
         z: (B, C, n, n) maps (any strides, e.g. channels_last) or (B, P + n*n, C) tokens;
