@@ -110,3 +110,23 @@ def test_nan_loss_names_the_mini_batch():
     x[12, 0] = float("nan")
     with pytest.raises(ValueError, match="batch 1"):
         max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, progress=False)
+
+
+def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
+    import fastvit_analysis.curvature.max_eigen as max_eigen
+
+    x, y = batch("mlp", n=24)
+    want = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
+    real = max_eigen.lanczos_eigsh
+    sizes = []
+
+    def small_memory(apply, v0, *args, **kwargs):
+        sizes.append(v0.shape[0])
+        if v0.shape[0] > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real(apply, v0, *args, **kwargs)
+
+    monkeypatch.setattr(max_eigen, "lanczos_eigsh", small_memory)
+    got = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
+    assert sizes[0] == 3 and sizes.count(1) == 3
+    assert torch.allclose(got.eigenvalues, want.eigenvalues, rtol=1e-6)

@@ -126,6 +126,19 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
     device, dtype = named[0][1].device, named[0][1].dtype
 
     def evaluate(indices: list[int]) -> list[dict[str, Any]]:
+        try:
+            return solve(indices)
+        except torch.OutOfMemoryError:
+            if len(indices) == 1:
+                raise
+            # Bound memory by halving the chunk (the Krylov buffer and the vmapped activations scale
+            # with the number of mini-batches solved together).
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(indices) // 2
+            return evaluate(indices[:half]) + evaluate(indices[half:])
+
+    def solve(indices: list[int]) -> list[dict[str, Any]]:
         xs = []
         for i in indices:
             x = inputs[i]

@@ -163,6 +163,9 @@ class HessianOperator:
             average of the per-batch Hessians (the Hessian of the mean loss over all samples).
         weight_decay: λ of a (λ/2)‖θ‖² term: adds λ·v to every product.
         params: restrict θ to these parameter names / module prefixes (default: all trainable).
+        vectors_per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
+            GPU, 2 on CPU, where larger vmaps measured slower per vector for convolutions: CIFAR
+            ResNet-18, batch 4, 1 thread: 0.97 s/vector at 2 vs 2.8 s/vector at 8).
 
     `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] in one vmapped pass.
     `n_hvp` counts products (one per vector over the whole data).
@@ -173,18 +176,23 @@ class HessianOperator:
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None):
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {type(loss_fn).__name__}")
         if not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay):
             raise ValueError(f"weight_decay must be a finite number, got {weight_decay!r}")
+        if vectors_per_pass is not None and (not isinstance(vectors_per_pass, int) or vectors_per_pass < 1):
+            raise ValueError(f"vectors_per_pass must be a positive int or None, got {vectors_per_pass!r}")
         self.model = model
         self.weight_decay = float(weight_decay)
         named = select_parameters(model, params)
         self._loss = _LossFunction(model, loss_fn, named)
         self.flat = self._loss.flat
+        if vectors_per_pass is None:
+            vectors_per_pass = 1 << 30 if self.flat.device.type == "cuda" else 2
+        self.vectors_per_pass = vectors_per_pass
         self.batches: list[Batch] = materialize_batches(data, device=self.flat.device, name="data")
         sizes = [x.shape[0] for x, _ in self.batches]
         total = float(sum(sizes))
@@ -245,9 +253,11 @@ class HessianOperator:
         theta = self._loss.theta
         out = torch.zeros_like(V)
         batched = vmap(self._loss.hvp, in_dims=(None, None, None, 0))
+        step = self.vectors_per_pass
         with _prepare_model(self.model), _explain_ad_errors():
             for w, (x, y) in zip(self._weights, self.batches):
-                out.add_(batched(theta, x, y, V), alpha=w)
+                for s in range(0, V.shape[0], step):
+                    out[s:s + step].add_(batched(theta, x, y, V[s:s + step]), alpha=w)
         if self.weight_decay:
             out.add_(V, alpha=self.weight_decay)
         self.n_hvp += V.shape[0]

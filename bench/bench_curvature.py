@@ -1,0 +1,201 @@
+"""Curvature benchmarks: HVP cost, top-5 eigenvalues vs PyHessian, batched per-mini-batch spectra.
+
+Sizes default to what finishes in a few minutes on 2 shared CPU cores and are recorded in each
+benchmark's extra_info; FASTVIT_BENCH_FULL=1 uses the issue's sizes (batch 64, full-width ResNet-18).
+On an oversubscribed machine OpenMP's spinning makes 2 threads far slower than 1:
+FASTVIT_BENCH_THREADS=1 sets the intra-op thread count (recorded as extra_info["threads"]).
+
+    PYTHONPATH=$PWD python -m pytest bench/bench_curvature.py --benchmark-only -q
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from fastvit_analysis import HessianOperator, hessian_spectrum, max_eigenvalue_spectrum
+
+FULL = os.environ.get("FASTVIT_BENCH_FULL", "0") == "1"
+ON_GPU = torch.cuda.is_available()
+DEVICE = torch.device("cuda" if ON_GPU else "cpu")
+CE = nn.CrossEntropyLoss()
+K = 8
+if not ON_GPU and os.environ.get("FASTVIT_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["FASTVIT_BENCH_THREADS"]))  # vectors per batched HVP pass
+
+
+def cifar_resnet18(width: int = 64) -> nn.Module:
+    """timm resnet18 with the CIFAR stem (3x3 stride-1 conv, no max-pool); width 64 is the standard one.
+
+    Stage widths are (1, 2, 4, 8) x width; timm keeps the stem at 64 channels for the normal stem."""
+    torch.manual_seed(0)
+    model = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [2, 2, 2, 2], num_classes=10,
+                                      stem_width=width, channels=tuple(width * m for m in (1, 2, 4, 8)))
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model.to(DEVICE).eval()
+
+
+def vit_ti4() -> nn.Module:
+    """ViT-Ti/4 at 32x32 (64 patches + cls), attention on the math path (fused SDPA has no forward AD)."""
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, num_classes=10)
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False
+    return model.to(DEVICE).eval()
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).to(DEVICE).eval()
+
+
+def cifar_batch(n: int, size: int = 32, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 3, size, size, generator=g).to(DEVICE), torch.randint(10, (n,), generator=g).to(DEVICE))
+
+
+def _sync():
+    if ON_GPU:
+        torch.cuda.synchronize()
+
+
+def pedantic(benchmark, fn, rounds=2):
+    def run():
+        out = fn()
+        _sync()
+        return out
+    return benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+# --- (a) HVP cost --------------------------------------------------------------------------------
+
+HVP_BATCH = 64 if FULL or ON_GPU else 4
+HVP_MODELS = {"resnet18_cifar": cifar_resnet18, "vit_ti4_32": vit_ti4}
+
+
+def _eager_double_backward(model, data, vectors):
+    """PyHessian's way: first-order graph with create_graph=True, then one double backward per vector."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = CE(model(data[0]), data[1])
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    out = []
+    for v in vectors:
+        chunks = [c.view_as(p) for c, p in zip(v.split([p.numel() for p in params]), params)]
+        hv = torch.autograd.grad(grads, params, grad_outputs=chunks, retain_graph=True)
+        out.append(torch.cat([h.reshape(-1) for h in hv]))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("name", list(HVP_MODELS))
+@pytest.mark.parametrize("member", ["gradient", "eager_double_backward", "matmat"])
+def test_hvp_cost(benchmark, name, member):
+    model = HVP_MODELS[name]()
+    data = cifar_batch(HVP_BATCH)
+    benchmark.group = f"hvp cost {name} batch {HVP_BATCH} (k={K} vectors)"
+    benchmark.extra_info.update({"model": name, "batch": HVP_BATCH, "vectors": K if member != "gradient" else 1,
+                                 "num_params": sum(p.numel() for p in model.parameters()),
+                                 "threads": torch.get_num_threads()})
+    if member == "gradient":
+        benchmark.extra_info["reference"] = True
+
+        def fn():
+            model.zero_grad(set_to_none=True)
+            CE(model(data[0]), data[1]).backward()
+        pedantic(benchmark, fn)
+        model.zero_grad(set_to_none=True)
+        return
+    H = HessianOperator(model, CE, data)
+    V = torch.randn(K, H.num_params, device=DEVICE)
+    rounds = 3 if FULL or ON_GPU else 1
+    if member == "matmat":
+        out = pedantic(benchmark, lambda: H.matmat(V), rounds=rounds)
+    else:
+        out = pedantic(benchmark, lambda: _eager_double_backward(model, data, V), rounds=rounds)
+    ref = _eager_double_backward(model, data, V[:1])
+    err = float((out[0] - ref[0]).norm() / ref[0].norm())
+    benchmark.extra_info["relative_difference_vs_double_backward"] = err
+    assert err < 1e-3
+
+
+# --- (b) top-5 eigenvalues vs PyHessian ----------------------------------------------------------
+
+SPEC_WIDTH = 64 if FULL or ON_GPU else 8
+SPEC_BATCH = 16
+
+
+def _flat(vectors):
+    return torch.cat([t.reshape(-1) for t in vectors])
+
+
+@pytest.mark.parametrize("member", ["pyhessian", "lanczos"])
+def test_top5_vs_pyhessian(benchmark, member):
+    model = cifar_resnet18(SPEC_WIDTH)
+    data = cifar_batch(SPEC_BATCH, seed=1)
+    H = HessianOperator(model, CE, data)
+    benchmark.group = f"top-5 LM eigenvalues resnet18_cifar width {SPEC_WIDTH} batch {SPEC_BATCH}"
+    benchmark.extra_info.update({"model": "resnet18_cifar", "width": SPEC_WIDTH, "batch": SPEC_BATCH,
+                                 "num_params": H.num_params, "tol": 1e-3, "threads": torch.get_num_threads()})
+    if member == "pyhessian":
+        from pyhessian import hessian as PyHessian
+
+        benchmark.extra_info["reference"] = True
+
+        def fn():
+            torch.manual_seed(0)
+            return PyHessian(model, CE, data=data, cuda=ON_GPU).eigenvalues(top_n=5)
+
+        values, vectors = benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
+        vecs = [_flat(v) for v in vectors]
+        vecs = [v / v.norm() for v in vecs]
+        residuals = [float((H.matvec(v) - lam * v).norm()) for lam, v in zip(values, vecs)]
+        benchmark.extra_info.update({"eigenvalues": [float(v) for v in values], "residuals": residuals})
+    else:
+        res = benchmark.pedantic(lambda: hessian_spectrum(model, CE, data, top_k=5, which="LM", tol=1e-3,
+                                                          progress=False),
+                                 rounds=1, iterations=1, warmup_rounds=0)
+        benchmark.extra_info.update({"eigenvalues": res.eigenvalues.tolist(), "residuals": res.residuals.tolist(),
+                                     "n_hvp": res.n_hvp, "converged": bool(res.converged.all())})
+    model.zero_grad(set_to_none=True)
+
+
+# --- (c) per-mini-batch spectra: batched vs a loop ------------------------------------------------
+
+MB_COUNT, MB_SIZE = 32, 16
+MB_IMAGE = 32 if FULL or ON_GPU else 16
+
+
+@pytest.mark.parametrize("member", ["loop", "batched"])
+def test_max_eigenvalue_spectrum_batched_vs_loop(benchmark, member):
+    model = small_cnn()
+    x, y = cifar_batch(MB_COUNT * MB_SIZE, size=MB_IMAGE, seed=2)
+    benchmark.group = f"max_eigenvalue_spectrum {MB_COUNT} mini-batches of {MB_SIZE} small_cnn {MB_IMAGE}px"
+    benchmark.extra_info.update({"model": "small_cnn", "num_params": sum(p.numel() for p in model.parameters()),
+                                 "mini_batches": MB_COUNT, "batch_size": MB_SIZE, "image": MB_IMAGE, "top_k": 5,
+                                 "tol": 1e-3, "threads": torch.get_num_threads()})
+    if member == "loop":
+        benchmark.extra_info["reference"] = True
+
+        def fn():
+            return torch.stack([
+                hessian_spectrum(model, CE, (x[i * MB_SIZE:(i + 1) * MB_SIZE], y[i * MB_SIZE:(i + 1) * MB_SIZE]),
+                                 top_k=5, which="LM", tol=1e-3, max_hvp=300, seed=i, progress=False).eigenvalues
+                for i in range(MB_COUNT)])
+        values = benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
+    else:
+        res = benchmark.pedantic(lambda: max_eigenvalue_spectrum(model, CE, (x, y), batch_size=MB_SIZE, top_k=5,
+                                                                 tol=1e-3, max_hvp=300, batches_per_pass=MB_COUNT,
+                                                                 progress=False),
+                                 rounds=1, iterations=1, warmup_rounds=0)
+        values = res.eigenvalues
+        benchmark.extra_info["n_hvp_per_mini_batch"] = res.n_hvp / MB_COUNT
+    benchmark.extra_info["max_eigenvalue_mean"] = float(values[:, 0].abs().mean())
