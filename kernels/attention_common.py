@@ -17,7 +17,7 @@ import triton.language as tl
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def configs(block_m=(64, 128), block_n=(32, 64), warps=(4, 8), stages=(2, 3)):
+def configs(block_m=(64, 128), block_n=(32, 64), warps=(4, 8), stages=(2,)):
     """Autotune space on GPU; one tiny config under the interpreter (tests on CPU)."""
     if INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]

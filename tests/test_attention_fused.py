@@ -1,6 +1,8 @@
 """fused_attention (CPU composite path) against SDPA's math backend and exact Hessians."""
 import pytest
 import torch
+import torch.utils._python_dispatch
+import torch.utils._pytree
 from torch.func import grad, jvp, vmap
 
 from fastvit_analysis.attention.fused import fused_attention
@@ -15,6 +17,15 @@ CASES = [
     (197, 64, None), (197, 16, "heads"),
 ]
 BATCH, HEADS = 2, 3
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _inputs(n, d, bias_kind, dtype=torch.float32, n_k=None):
@@ -244,3 +255,56 @@ class TestBadInputs:
             fused_attention(q, q, q, block=0)
         with pytest.raises(TypeError, match="q must be a torch.Tensor"):
             fused_attention(q.numpy(), q, q)
+
+
+class _LargestIntermediate(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest tensor any aten op produces (the N x N matrix, if one is built)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("mode", ["forward", "grad", "jvp_of_grad", "double_backward"])
+def test_memory_is_n_times_block_not_n_squared(mode):
+    """The composite path never builds an (N, N) score matrix: every intermediate is at most
+    (B, H, N, block), while the math backend's largest is (B, H, N, N)."""
+    n, block, heads = 256, 32, 2
+    q, k, v = (torch.randn(1, heads, n, 16) for _ in range(3))
+
+    def run(attention):
+        loss = lambda q, k, v: attention(q, k, v).sin().sum()  # noqa: E731
+        if mode == "forward":
+            attention(q, k, v)
+        elif mode == "grad":
+            grad(loss, argnums=(0, 1, 2))(q, k, v)
+        elif mode == "jvp_of_grad":
+            jvp(lambda *p: grad(loss, argnums=(0, 1, 2))(*p), (q, k, v), (v, q, k))
+        else:
+            leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+            grads = torch.autograd.grad(loss(*leaves), leaves, create_graph=True)
+            torch.autograd.grad(sum(g.sum() for g in grads), leaves)
+
+    fused, math = _LargestIntermediate(), _LargestIntermediate()
+    with fused:
+        run(lambda q, k, v: fused_attention(q, k, v, block=block))
+    with math:
+        run(math_attention)
+    assert fused.largest <= heads * n * block
+    assert math.largest >= heads * n * n
+
+
+def test_vmap_over_primals_per_sample_gradients():
+    """vmap over the batch of q/k/v (per-sample gradients), not only over tangents."""
+    q, k, v, bias = _inputs(9, 16, "heads")
+    loss_f = lambda q, k, v: _loss(fused_attention, block=4)(q[None], k[None], v[None], bias)  # noqa: E731
+    loss_m = lambda q, k, v: _loss(math_attention)(q[None], k[None], v[None], bias)  # noqa: E731
+    _assert_close(vmap(grad(loss_f, argnums=(0, 1, 2)))(q, k, v),
+                  vmap(grad(loss_m, argnums=(0, 1, 2)))(q, k, v))

@@ -16,6 +16,15 @@ from fastvit_analysis.attention.patch import (attention_patched, is_patched, pat
                                               unpatch_attention)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def fused_calls(monkeypatch):
     """Counts calls of fused_attention made by patched modules."""
@@ -200,3 +209,38 @@ def test_public_api_and_bad_input():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         with attention_patched(None):
             pass
+
+
+def test_hessian_spectrum_through_patched_vit_matches_math_backend():
+    """Top-5 Hessian eigenvalues of a tiny timm ViT: patched (fused) == unpatched (math SDPA)."""
+    spectrum = pytest.importorskip("fastvit_analysis.curvature.spectrum")
+    model = _tiny_timm_vit()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 5, 9])
+    loss_fn = nn.CrossEntropyLoss()
+    with sdpa_kernel(SDPBackend.MATH):
+        want = spectrum.hessian_spectrum(model, loss_fn, (x, y), top_k=5, tol=1e-5, seed=0,
+                                         progress=False)
+    with attention_patched(model) as n_patched:
+        assert n_patched == 2
+        got = spectrum.hessian_spectrum(model, loss_fn, (x, y), top_k=5, tol=1e-5, seed=0,
+                                        progress=False)
+    torch.testing.assert_close(torch.as_tensor(got.eigenvalues), torch.as_tensor(want.eigenvalues),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_timm_attention_masks_are_redirected_exactly(fused_calls):
+    """timm Attention's SDPA call with boolean (True = attend) and additive masks."""
+    from timm.layers import Attention
+    attn = Attention(32, num_heads=2, qkv_bias=True).eval()
+    x = torch.randn(2, 6, 32)
+    bool_mask = torch.rand(2, 1, 6, 6) > 0.4
+    bool_mask[..., 0] = True
+    float_mask = torch.randn(6, 6)
+    want = [_math_output(lambda t, m=m: attn(t, attn_mask=m), x) for m in (bool_mask, float_mask)]
+    patch_attention(attn)
+    got = [attn(x, attn_mask=m) for m in (bool_mask, float_mask)]
+    assert len(fused_calls) == 2
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    with pytest.warns(UserWarning, match="causal attention"):
+        attn(x, is_causal=True)

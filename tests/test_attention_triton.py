@@ -17,6 +17,15 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CASES = [(1, 16, None), (7, 16, "heads"), (17, 16, None), (17, 32, "full")]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _inputs(n, d, bias_kind, n_k=None):
     n_k = n if n_k is None else n_k
     q = torch.randn(1, 2, n, d, device=DEVICE)
@@ -115,12 +124,23 @@ def test_double_backward(n, d, bias_kind):
     _assert_close(double_backward(_triton), double_backward(_math))
 
 
-def test_vmap_over_tangents():
-    primals = _inputs(7, 16, "heads")
+@pytest.mark.parametrize("n,d,bias_kind", [(7, 16, "heads"), (17, 16, None), (5, 16, "full")])
+def test_vmap_over_tangents(n, d, bias_kind):
+    primals = _inputs(n, d, bias_kind)
     batched = tuple(torch.randn(2, *p.shape, device=DEVICE) for p in primals)
     got = vmap(lambda *t: _hvp(_loss(_triton), primals, t))(*batched)
     want = vmap(lambda *t: _hvp(_loss(_math), primals, t))(*batched)
     _assert_close(got, want)
+
+
+def test_vmap_over_primals_per_sample_gradients():
+    q, k, v, bias = _inputs(7, 16, "heads")
+    q, k, v = (t.expand(3, *t.shape[1:]).clone() + torch.randn(3, 1, 1, 1, device=DEVICE)
+               for t in (q, k, v))
+    per_sample = lambda att: vmap(grad(  # noqa: E731
+        lambda q, k, v, b: _loss(att)(q[None], k[None], v[None], b), argnums=(0, 1, 2, 3)),
+        in_dims=(0, 0, 0, None))
+    _assert_close(per_sample(_triton)(q, k, v, bias), per_sample(_math)(q, k, v, bias))
 
 
 def test_cross_attention_and_broadcast_bias():

@@ -2,8 +2,7 @@
 
 The ops are the launch boundary: they get fake (meta) implementations so torch.compile /
 FakeTensor tracing see shapes, and vmap rules so torch.func.vmap composes (e.g. vmap over HVP
-tangents).  The vmap rule runs the op once per vmapped slice: simple and exact; a batch-folding
-rule is a possible speed-up.  Autograd is not registered on the ops themselves: the
+tangents): the vmapped dimension is folded into the batch dimension, one launch for all.  Autograd is not registered on the ops themselves: the
 autograd.Functions in _function.py compose them (forward, backward, jvp, jvp of backward).
 """
 from __future__ import annotations
@@ -65,19 +64,24 @@ def _lse_like(q: Tensor) -> Tensor:
     return q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
+def _dense_like(t: Tensor) -> Tensor:
+    # The launchers make inputs contiguous, so outputs are contiguous whatever the input strides.
+    return t.new_empty(t.shape)
+
+
 @attention_fwd_op.register_fake
 def _(q, k, v, bias, scale):
-    return torch.empty_like(q), _lse_like(q)
+    return _dense_like(q), _lse_like(q)
 
 
 @attention_fwd_jvp_op.register_fake
 def _(q, k, v, bias, scale, t_q, t_k, t_v, t_bias):
-    return torch.empty_like(q), _lse_like(q), torch.empty_like(q), _lse_like(q)
+    return _dense_like(q), _lse_like(q), _dense_like(q), _lse_like(q)
 
 
 def _grads_fake(q, k, v, bias, bias_requires_grad):
-    db = torch.empty_like(bias) if (bias is not None and bias_requires_grad) else q.new_empty(0)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), db
+    db = _dense_like(bias) if (bias is not None and bias_requires_grad) else q.new_empty(0)
+    return _dense_like(q), _dense_like(k), _dense_like(v), db
 
 
 @attention_bwd_op.register_fake
@@ -91,19 +95,68 @@ def _(q, k, v, bias, grad_o, scale, bias_requires_grad, t_q, t_k, t_v, t_bias, t
 
 
 # ---------------------------------------------------------------------------- vmap rules
-def _per_slice_vmap(op):
+# Argument / output layouts of each op: "x" (B, H, N, D), "row" (B, H, N), "bias" (any shape
+# broadcastable to (B, H, N_q, N_k)), "bias_grad" (bias-shaped or empty), None (not a tensor).
+_LAYOUTS = {
+    "attention_fwd": (("x", "x", "x", "bias", None), ("x", "row")),
+    "attention_fwd_jvp": (("x", "x", "x", "bias", None, "x", "x", "x", "bias"),
+                          ("x", "row", "x", "row")),
+    "attention_bwd": (("x", "x", "x", "bias", "x", "row", "x", None, None),
+                      ("x", "x", "x", "bias_grad")),
+    "attention_bwd_jvp": (("x", "x", "x", "bias", "x", None, None, "x", "x", "x", "bias", "x"),
+                          ("x", "x", "x", "bias_grad")),
+}
+
+
+def _folding_vmap(op, name):
+    """vmap by folding the vmapped dimension into the batch dimension: one launch for all.
+
+    Unbatched arguments are expanded; the bias is materialised per (vmap, batch) pair so that
+    its gradient stays per vmapped slice, then reduced back over the batch if it broadcast there.
+    """
+    arg_layouts, out_layouts = _LAYOUTS[name]
+
     def rule(info, in_dims, *args):
-        outs = []
-        for i in range(info.batch_size):
-            sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
-            outs.append(op(*sliced))
-        stacked = tuple(torch.stack([out[j] for out in outs]) for j in range(len(outs[0])))
-        return stacked, (0,) * len(stacked)
+        size = info.batch_size
+        batch = None
+        for a, d, layout in zip(args, in_dims, arg_layouts):
+            if layout == "x":
+                batch = a.shape[1] if d is not None else a.shape[0]
+                break
+        bias_shape = None
+        folded = []
+        for a, d, layout in zip(args, in_dims, arg_layouts):
+            if layout is None or a is None:
+                folded.append(a)
+                continue
+            a = a.movedim(d, 0) if d is not None else a.expand(size, *a.shape)
+            if layout == "bias":
+                logical = tuple(a.shape[1:])
+                bias_shape = logical
+                a = a.reshape(size, *([1] * (4 - len(logical))), *logical)
+                a = a.expand(size, batch, *a.shape[2:])
+            folded.append(a.reshape(size * a.shape[1], *a.shape[2:]))
+        outs = op(*folded)
+        results = []
+        for out, layout in zip(outs, out_layouts):
+            if layout == "bias_grad":
+                if out.numel() == 0:
+                    results.append(out.new_empty(size, 0))
+                    continue
+                grad = out.reshape(size, batch, *out.shape[1:])
+                padded = (1,) * (4 - len(bias_shape)) + bias_shape
+                if padded[0] == 1:
+                    grad = grad.sum(dim=1, keepdim=True)
+                results.append(grad.reshape(size, *bias_shape))
+            else:
+                results.append(out.reshape(size, batch, *out.shape[1:]))
+        return tuple(results), (0,) * len(results)
     return rule
 
 
-for _op in (attention_fwd_op, attention_fwd_jvp_op, attention_bwd_op, attention_bwd_jvp_op):
-    torch.library.register_vmap(_op, _per_slice_vmap(_op))
+for _name, _op in (("attention_fwd", attention_fwd_op), ("attention_fwd_jvp", attention_fwd_jvp_op),
+                   ("attention_bwd", attention_bwd_op), ("attention_bwd_jvp", attention_bwd_jvp_op)):
+    torch.library.register_vmap(_op, _folding_vmap(_op, _name))
 
 
 # ---------------------------------------------------------------------------- backend API

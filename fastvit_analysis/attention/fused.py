@@ -73,10 +73,11 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
                         "not float64 (use backend='torch')")
 
 
-def resolve_backend(device: torch.device, backend: str = "auto") -> str:
-    """'auto' picks Triton for CUDA tensors and the composite torch path otherwise."""
+def resolve_backend(device: torch.device, backend: str = "auto",
+                    dtype: torch.dtype = torch.float32) -> str:
+    """'auto' picks Triton for CUDA tensors (float32/16/bf16), the composite torch path otherwise."""
     if backend == "auto":
-        return "triton" if device.type == "cuda" else "torch"
+        return "triton" if device.type == "cuda" and dtype != torch.float64 else "torch"
     return backend
 
 
@@ -108,7 +109,7 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] =
     if not isinstance(block, int) or block < 1:
         raise ValueError(f"fused_attention: block must be a positive int, got {block!r}")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    chosen = resolve_backend(q.device, backend)
+    chosen = resolve_backend(q.device, backend, q.dtype)
     out, _lse = AttentionFunction.apply(q, k, v, attn_bias, scale, chosen, block)
     return out
 

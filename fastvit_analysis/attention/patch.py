@@ -277,8 +277,12 @@ def attention_patched(model: nn.Module) -> Iterator[int]:
     """Patch ``model`` for the duration of a ``with`` block, then restore exactly what was patched.
 
     Example:
+        >>> import timm
+        >>> model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8)
         >>> with attention_patched(model) as n_patched:
-        ...     loss = criterion(model(x), y)
+        ...     logits = model(torch.randn(1, 3, 32, 32))
+        >>> n_patched, is_patched(model.blocks[0].attn)
+        (12, False)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"attention_patched: model must be a torch.nn.Module, got {type(model).__name__}")
