@@ -60,14 +60,14 @@ def loader(sizes, shape=(3, 32, 32)):
     return [(torch.randn(n, *shape, generator=g), torch.zeros(n, dtype=torch.long)) for n in sizes]
 
 
-@pytest.mark.parametrize("class_token", [True, False])
-def test_vit_matches_paper_pipeline_over_uneven_batches(class_token):
+@pytest.mark.parametrize("class_token,backend", [(True, None), (False, None), (True, "eager")])
+def test_vit_matches_paper_pipeline_over_uneven_batches(class_token, backend):
     torch.manual_seed(0)
     vit = VisionTransformer(img_size=32, patch_size=4, embed_dim=24, depth=2, num_heads=2, num_classes=10,
                             class_token=class_token, global_pool="token" if class_token else "avg").eval()
     data = loader([5, 3])
-    fourier = fourier_analysis(vit, data, progress=False)
-    variance = variance_analysis(vit, data, progress=False)
+    fourier = fourier_analysis(vit, data, backend=backend, progress=False)
+    variance = variance_analysis(vit, data, backend=backend, progress=False)
     x = torch.cat([b[0] for b in data])
     with torch.no_grad():
         ref = vit_latents(vit, x)

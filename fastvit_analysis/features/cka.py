@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .._batches import iter_batches, model_device
 from .._progress import progress_bar
 from .._results import Result
-from .extract import LatentExtractor, LatentSpec
+from .extract import LatentExtractor, LatentSpec, batch_count
 
 
 @dataclass
@@ -167,7 +167,7 @@ def minibatch_cka(model_a: nn.Module, data: Any, model_b: nn.Module | None = Non
     self_a = torch.zeros(la, dtype=torch.float64)
     self_b = torch.zeros(lb, dtype=torch.float64)
     device_a, device_b = model_device(model_a), model_device(model_b)
-    total = len(data) if hasattr(data, "__len__") and not isinstance(data, (tuple, list)) else None
+    total = batch_count(data)
     batches = samples = 0
     for x, _ in progress_bar(iter_batches(data), total=total, desc="cka", progress=progress):
         _check_n(x.shape[0], "minibatch_cka: data")

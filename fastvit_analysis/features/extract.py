@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._batches import iter_batches, model_device
+from .._batches import is_single_batch, iter_batches, model_device
 from .._progress import progress_bar
 
 KINDS = ("msa", "conv", "mlp", "embed", "downsample")
@@ -84,6 +84,16 @@ class Features(OrderedDict):
     @property
     def prefix_tokens(self) -> dict[str, int]:
         return {s.name: s.prefix_tokens for s in self.specs}
+
+
+def batch_count(data: Any) -> int | None:
+    """Number of batches in `data` when known (for progress bars)."""
+    if is_single_batch(data):
+        return 1
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
 def _first_tensor(value: Any, name: str) -> Tensor:
@@ -405,7 +415,7 @@ class LatentExtractor:
         """Run every batch of `data` through the model, calling `on_latent(spec, latent)` per latent;
         `on_batch(x, y)` (optional) is called after each batch. Returns the number of samples."""
         device = model_device(self.model)
-        total = len(data) if hasattr(data, "__len__") and not isinstance(data, (tuple, list)) else None
+        total = batch_count(data)
         seen = 0
         for x, y in progress_bar(iter_batches(data, device=device), total=total, desc=desc, progress=progress):
             self(x, on_latent)
