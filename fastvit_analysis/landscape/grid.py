@@ -296,6 +296,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
         loss_fn: ``(outputs, targets) -> scalar batch mean``, e.g. ``nn.CrossEntropyLoss()``; must be
             vmap-compatible (any torch-op loss is).
         data: one (inputs, targets) batch or an iterable of batches; every point passes over all of it.
+            It is read once and kept on the model's device, so it must fit there and be
+            deterministic (no random augmentation: under torchrun every rank reads it on its own).
         directions: `dims` dicts name -> tensor over the trainable parameters (default:
             ``filter_normalized_directions(model, dims, norm=norm, seed=seed)``).
         steps: points per axis (>= 2). span: (lo, hi) for every axis, or one pair per axis.
