@@ -136,18 +136,19 @@ def _plan_training(budget_s: float, cost: dict[str, float], train_size: int) -> 
 
 def _plan_analysis(name: str, budget_s: float, cost: dict[str, float]) -> dict[str, Any]:
     fwd = cost["forward_s_per_sample"]
-    if name == "landscape":
-        num_samples = 256
-        steps = _clamp(math.sqrt(budget_s / (num_samples * fwd * 1.3)), 5, 21)
-        steps -= (steps + 1) % 2  # odd, so that the trained weights are a grid point
-        return {"steps": max(5, steps), "num_samples": num_samples, "dims": 2}
+    if name == "landscape":  # finer grid first, then fewer samples (odd steps: theta* is a grid point)
+        for steps in (21, 17, 15, 13, 11, 9, 7, 5):
+            samples = budget_s / (steps * steps * fwd * 1.3)
+            if samples >= 128:
+                return {"steps": steps, "num_samples": _clamp(samples, 128, 512), "dims": 2}
+        return {"steps": 5, "num_samples": _clamp(budget_s / (25 * fwd * 1.3), 32, 128), "dims": 2}
     if name == "robustness":
         freqs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-        return {"num_samples": _clamp(budget_s / ((len(freqs) + 1) * fwd * 1.5), 128, 2000), "freqs": freqs}
+        return {"num_samples": _clamp(budget_s / ((len(freqs) + 1) * fwd * 1.5), 64, 2000), "freqs": freqs}
     if name in ("fourier", "variance"):
         return {"num_samples": _clamp(budget_s / (fwd * 4), 64, 1024)}
     if name == "cka":
-        return {"num_samples": _clamp(budget_s / (fwd * 8), 128, 1024), "batch_size": 64}
+        return {"num_samples": _clamp(budget_s / (fwd * 8), 64, 1024), "batch_size": 64}
     raise KeyError(name)
 
 
@@ -372,7 +373,7 @@ def _settings_for(argv: list[str]) -> dict[str, Any]:
 
 
 SUMMARY_COLUMNS = [
-    ("train", "test accuracy", "test acc"),
+    ("train", "test accuracy (%)", "test acc %"),
     ("max_eigen", "negative fraction", "neg. eig. frac"),
     ("max_eigen", "positive mean", "pos. eig. mean"),
     ("landscape", "mean rise at border", "landscape rise"),

@@ -38,13 +38,13 @@ SECTIONS = [
     ("cka", "Mini-batch CKA", "Similarity between block outputs (Nguyen et al.); block structure follows stages."),
 ]
 HEADLINE = [  # (analysis, summary key, column title) for the paper's contrasts at a glance
-    ("train", "test accuracy", "test acc."),
+    ("train", "test accuracy (%)", "test acc. (%)"),
     ("max_eigen", "negative fraction", "neg. eigenvalue fraction"),
     ("max_eigen", "positive mean", "mean pos. eigenvalue"),
     ("landscape", "mean rise at border", "landscape rise at border"),
     ("fourier", "dlogamp at pi, last block", "Δ log amp. at π (last block)"),
     ("fourier", "dlogamp at pi, mean", "Δ log amp. at π (mean)"),
-    ("robustness", "clean accuracy", "clean acc. (noise test)"),
+    ("robustness", "clean accuracy", "clean acc. (%), noise test"),
     ("robustness", "dAcc at highest freq", "ΔAcc at 0.9π (%)"),
     ("variance", "variance, last block", "variance (last block)"),
 ]
