@@ -10,7 +10,6 @@ FASTVIT_BENCH_THREADS=1 sets the intra-op thread count (recorded as extra_info["
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import timm
@@ -97,7 +96,7 @@ def _eager_double_backward(model, data, vectors):
 
 
 @pytest.mark.parametrize("name", list(HVP_MODELS))
-@pytest.mark.parametrize("member", ["gradient", "eager_double_backward", "matmat"])
+@pytest.mark.parametrize("member", ["gradient", "eager_double_backward", "matmat", "matmat_reverse_over_reverse"])
 def test_hvp_cost(benchmark, name, member):
     model = HVP_MODELS[name]()
     data = cifar_batch(HVP_BATCH)
@@ -114,10 +113,12 @@ def test_hvp_cost(benchmark, name, member):
         pedantic(benchmark, fn)
         model.zero_grad(set_to_none=True)
         return
-    H = HessianOperator(model, CE, data)
+    mode = "reverse-over-reverse" if member.endswith("reverse_over_reverse") else "forward-over-reverse"
+    H = HessianOperator(model, CE, data, hvp_mode=mode)
     V = torch.randn(K, H.num_params, device=DEVICE)
     rounds = 3 if FULL or ON_GPU else 1
-    if member == "matmat":
+    benchmark.extra_info["vectors_per_pass"] = H.vectors_per_pass if member != "eager_double_backward" else 1
+    if member.startswith("matmat"):
         out = pedantic(benchmark, lambda: H.matmat(V), rounds=rounds)
     else:
         out = pedantic(benchmark, lambda: _eager_double_backward(model, data, V), rounds=rounds)
@@ -137,7 +138,7 @@ def _flat(vectors):
     return torch.cat([t.reshape(-1) for t in vectors])
 
 
-@pytest.mark.parametrize("member", ["pyhessian", "lanczos"])
+@pytest.mark.parametrize("member", ["pyhessian", "lanczos", "lanczos_reverse_over_reverse"])
 def test_top5_vs_pyhessian(benchmark, member):
     model = cifar_resnet18(SPEC_WIDTH)
     data = cifar_batch(SPEC_BATCH, seed=1)
@@ -160,8 +161,9 @@ def test_top5_vs_pyhessian(benchmark, member):
         residuals = [float((H.matvec(v) - lam * v).norm()) for lam, v in zip(values, vecs)]
         benchmark.extra_info.update({"eigenvalues": [float(v) for v in values], "residuals": residuals})
     else:
+        mode = "reverse-over-reverse" if member.endswith("reverse_over_reverse") else "forward-over-reverse"
         res = benchmark.pedantic(lambda: hessian_spectrum(model, CE, data, top_k=5, which="LM", tol=1e-3,
-                                                          progress=False),
+                                                          hvp_mode=mode, progress=False),
                                  rounds=1, iterations=1, warmup_rounds=0)
         benchmark.extra_info.update({"eigenvalues": res.eigenvalues.tolist(), "residuals": res.residuals.tolist(),
                                      "n_hvp": res.n_hvp, "converged": bool(res.converged.all())})

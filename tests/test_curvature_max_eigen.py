@@ -130,3 +130,11 @@ def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
     got = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
     assert sizes[0] == 3 and sizes.count(1) == 3
     assert torch.allclose(got.eigenvalues, want.eigenvalues, rtol=1e-6)
+
+
+def test_reverse_over_reverse_mode_gives_the_same_spectrum():
+    x, y = batch("mlp", n=16)
+    a = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
+    b = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8,
+                                hvp_mode="reverse-over-reverse", progress=False)
+    assert torch.allclose(a.eigenvalues, b.eigenvalues, rtol=1e-6)

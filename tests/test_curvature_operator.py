@@ -168,3 +168,14 @@ def test_vectors_per_pass_only_changes_the_chunking():
                               atol=1e-12)
     with pytest.raises(ValueError, match="vectors_per_pass"):
         HessianOperator(model, CE, data, vectors_per_pass=0)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "vit"])
+def test_reverse_over_reverse_mode_matches_dense(kind):
+    model, data = MODELS[kind](), batch(kind)
+    dense, _ = reference(kind)
+    H = HessianOperator(model, CE, data, hvp_mode="reverse-over-reverse")
+    V = torch.randn(3, H.num_params, dtype=torch.float64)
+    assert torch.allclose(H.matmat(V), V @ dense, atol=1e-10)
+    with pytest.raises(ValueError, match="hvp_mode"):
+        HessianOperator(model, CE, data, hvp_mode="forward")

@@ -71,7 +71,7 @@ class HessianDensity(Result):
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,
                     steps: int = 90, weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
                     seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
-                    progress: bool = True) -> HessianDensity:
+                    hvp_mode: str = "forward-over-reverse", progress: bool = True) -> HessianDensity:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:
@@ -89,7 +89,7 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
     P = H.num_params
     steps = min(steps, P)
     if probes_per_pass is None:

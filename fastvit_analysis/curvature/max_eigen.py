@@ -89,7 +89,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                             max_hvp: int = 300, max_basis: int | None = None, weight_decay: float = 0.0,
                             params: Sequence[str] | str | None = None, seed: int = 0,
                             batches_per_pass: int = 8, out: str | os.PathLike | None = None,
-                            resume: bool = True, progress: bool = True) -> MaxEigenvalueSpectrum:
+                            resume: bool = True, hvp_mode: str = "forward-over-reverse",
+                            progress: bool = True) -> MaxEigenvalueSpectrum:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
 
     Args:
@@ -148,7 +149,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                     x = transform(x)
             xs.append(x)
         H = MiniBatchHessians(model, loss_fn, torch.stack(xs), targets[indices], weight_decay=weight_decay,
-                              params=params, first_index=indices[0])
+                              params=params, first_index=indices[0], hvp_mode=hvp_mode)
         v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
                                    generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
         gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)

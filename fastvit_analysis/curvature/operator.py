@@ -23,11 +23,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from .._batches import Batch, materialize_batches
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+HVP_MODES = ("forward-over-reverse", "reverse-over-reverse")
 
 _ATTENTION_HINT = (
     "the model uses PyTorch's fused scaled_dot_product_attention, whose kernels support neither "
@@ -122,7 +123,11 @@ class _FlatParameters:
 class _LossFunction:
     """theta [P] -> scalar loss of one batch, with every other parameter and buffer held constant."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, named: list[tuple[str, Tensor]]):
+    def __init__(self, model: nn.Module, loss_fn: LossFn, named: list[tuple[str, Tensor]],
+                 hvp_mode: str = "forward-over-reverse"):
+        if hvp_mode not in HVP_MODES:
+            raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {hvp_mode!r}")
+        self.hvp_mode = hvp_mode
         self.model = model
         self.loss_fn = loss_fn
         self.flat = _FlatParameters(named)
@@ -148,6 +153,8 @@ class _LossFunction:
                              f"(check the model's weights and that batch's inputs/targets)")
 
     def hvp(self, theta: Tensor, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        if self.hvp_mode == "reverse-over-reverse":  # H symmetric: vᵀH = (Hv)ᵀ
+            return vjp(lambda t: grad(self)(t, x, y), theta)[1](v)[0]
         return jvp(lambda t: grad(self)(t, x, y), (theta,), (v,))[1]
 
 
@@ -166,6 +173,8 @@ class HessianOperator:
         vectors_per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
             GPU, 2 on CPU, where larger vmaps measured slower per vector for convolutions: CIFAR
             ResNet-18, batch 4, 1 thread: 0.97 s/vector at 2 vs 2.8 s/vector at 8).
+        hvp_mode: "forward-over-reverse" (jvp of grad, the default) or "reverse-over-reverse" (vjp of
+            grad, i.e. double backward through torch.func; measured ~1.4x faster for convolutions on CPU).
 
     `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] in one vmapped pass.
     `n_hvp` counts products (one per vector over the whole data).
@@ -176,7 +185,8 @@ class HessianOperator:
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None):
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 hvp_mode: str = "forward-over-reverse"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -188,7 +198,7 @@ class HessianOperator:
         self.model = model
         self.weight_decay = float(weight_decay)
         named = select_parameters(model, params)
-        self._loss = _LossFunction(model, loss_fn, named)
+        self._loss = _LossFunction(model, loss_fn, named, hvp_mode)
         self.flat = self._loss.flat
         if vectors_per_pass is None:
             vectors_per_pass = 1 << 30 if self.flat.device.type == "cuda" else 2
@@ -294,10 +304,10 @@ class MiniBatchHessians:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *,
                  weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
-                 first_index: int = 0):
+                 first_index: int = 0, hvp_mode: str = "forward-over-reverse"):
         self.model = model
         self.weight_decay = float(weight_decay)
-        self._loss = _LossFunction(model, loss_fn, select_parameters(model, params))
+        self._loss = _LossFunction(model, loss_fn, select_parameters(model, params), hvp_mode)
         self.flat = self._loss.flat
         self.inputs = inputs.to(self.flat.device)
         self.targets = targets.to(self.flat.device)

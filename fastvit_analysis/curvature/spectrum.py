@@ -64,7 +64,8 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
                      tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
-                     max_basis: int | None = None, progress: bool = True) -> HessianSpectrum:
+                     max_basis: int | None = None, hvp_mode: str = "forward-over-reverse",
+                     progress: bool = True) -> HessianSpectrum:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
     Args:
@@ -77,6 +78,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
             change < 1e-3; returns largest-magnitude values in the order found, as PyHessian does).
         max_basis: Krylov basis size before a thick restart (memory: max_basis + 1 vectors of P).
         return_eigenvectors: keep the unit eigenvectors [k, P] in `.eigenvectors`.
+        hvp_mode: "forward-over-reverse" or "reverse-over-reverse" (see HessianOperator).
 
     Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], n_hvp.
 
@@ -86,7 +88,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
     check_which(which)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
     P = H.num_params
     _check_common(top_k, tol, P)
     if max_hvp is not None and max_hvp < 1:

@@ -40,7 +40,7 @@ class HessianTrace(Result):
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,
                   method: str = "hutch++", weight_decay: float = 0.0,
                   params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
-                  progress: bool = True) -> HessianTrace:
+                  hvp_mode: str = "forward-over-reverse", progress: bool = True) -> HessianTrace:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
@@ -56,7 +56,7 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
                          f"got {num_probes!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
     value, stderr, _ = estimator(H.matmat, H.num_params, num_probes, dtype=H.dtype, device=H.device,
