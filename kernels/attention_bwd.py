@@ -157,7 +157,8 @@ def _bwd_q_kernel(
             dq += dot(ds.to(k.dtype), k, IEEE) * scale
             out_ds = ds
         if STORE_DS:
-            ds_ptrs = bh * N_Q * N_K + offs_m[:, None] * N_K + offs_n[None, :]
+            # int64: B*H*N_q*N_k passes 2**31 for long sequences
+            ds_ptrs = bh.to(tl.int64) * N_Q * N_K + offs_m[:, None] * N_K + offs_n[None, :]
             tl.store(DS + ds_ptrs, out_ds, mask=mask_mn)
     tl.store(DQ + q_ptrs, dq.to(DQ.dtype.element_ty), mask=mask_m[:, None])
 
