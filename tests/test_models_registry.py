@@ -118,7 +118,7 @@ def test_vit_param_counts():
     assert _count("vit_ti_cifar") == _vit_count(192, 12, 256, 100, patch=2)
     assert _count("vit_ti_gap_cifar") == _vit_count(192, 12, 256, 100, patch=2, cls=False)
     assert _count("vit_ti_local_cifar", window=5) == _count("vit_ti_cifar")
-    assert _count("demo_vit") == _vit_count(96, 6, 64, 10, patch=4)
+    assert _count("demo_vit") == _vit_count(96, 4, 64, 10, patch=4, mlp_ratio=2)
     assert 5.3e6 < _count("vit_ti_cifar") < 5.5e6
     # PiT-Ti / Swin-Ti: the timm architectures with the CIFAR patch sizes; counts of the published
     # models with their 224×224 position embedding and 1000-class head replaced by the CIFAR ones.

@@ -52,7 +52,10 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict written by `train` ({"model", "model_name", "model_kwargs", "epoch", ...})."""
+    """Read a checkpoint dict written by `train` ({"model", "model_name", "model_kwargs", "epoch", ...}).
+
+    The file is unpickled (it holds optimizer and RNG states), so load only checkpoints you trust.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
