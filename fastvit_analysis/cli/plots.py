@@ -113,18 +113,23 @@ def landscape(entries: Entries, clip: float = 42.0):
     one_d = [(label, d) for label, d in entries if d.get("dims") != 2]
     panels = len(two_d) + (1 if one_d else 0)
     fig = plt.figure(figsize=(3.6 * max(1, panels), 3.4))
+    surfaces = []
+    for label, data in two_d:
+        loss = data["loss"]
+        low = min(_finite([v for row in loss for v in row]) or [0.0])
+        surfaces.append([[min(v - low, clip) if isinstance(v, (int, float)) and math.isfinite(v) else clip
+                          for v in row] for row in loss])
+    top = max([max(max(row) for row in z) for z in surfaces] or [1.0]) or 1.0  # one z scale for all models
     for i, (label, data) in enumerate(two_d):
         ax = fig.add_subplot(1, panels, i + 1, projection="3d")
         coords = data["coords"]
         xs, ys = (coords[0], coords[1]) if isinstance(coords[0], list) else (coords, coords)
-        loss = data["loss"]
-        low = min(_finite([v for row in loss for v in row]) or [0.0])
-        z = [[min(v - low, clip) if isinstance(v, (int, float)) and math.isfinite(v) else clip
-              for v in row] for row in loss]
+        z = surfaces[i]
         import numpy as np
 
         X, Y = np.meshgrid(xs, ys, indexing="ij")
-        ax.plot_surface(X, Y, np.asarray(z), cmap=cm.viridis, linewidth=0, antialiased=True)
+        ax.plot_surface(X, Y, np.asarray(z), cmap=cm.viridis, vmin=0, vmax=top, linewidth=0, antialiased=True)
+        ax.set_zlim(0, top)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("d1", fontsize=8)
         ax.set_ylabel("d2", fontsize=8)
