@@ -18,7 +18,7 @@ def test_landscape_under_torchrun_two_ranks(tmp_path):
     env = {**os.environ, "FASTVIT_PROGRESS": "0", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "fastvit_analysis", "landscape", "--model", "demo_resnet", "--dims", "1",
                            "--steps", "4", "--num-samples", "8", "--batch-size", "8", "--out", str(out),
                            "--no-progress"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
