@@ -1,0 +1,232 @@
+"""What every subcommand shares: device and torchrun setup, loading models and data from the
+command line's strings, and writing results (JSON + PNG/PDF figures) on rank 0 only."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .._results import atomic_write_text, to_jsonable
+from .main import CLIError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+
+
+# ------------------------------------------------------------------------------ device, torchrun
+def resolve_device(text: str) -> torch.device:
+    """'cpu' or 'cuda' (under torchrun 'cuda' means this rank's LOCAL_RANK GPU)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise CLIError(f"--device: expected 'cpu' or 'cuda', got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CLIError(f"--device: expected 'cpu' or 'cuda', got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda: no CUDA device is available (use --device cpu)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise CLIError("started under torchrun but this torch has no torch.distributed support")
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs: dict[str, Any] = {"backend": backend}
+        if device.type == "cuda":
+            kwargs["device_id"] = device
+        dist.init_process_group(**kwargs)
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def setup(args) -> torch.device:
+    """Device, process group, progress switch and output directory of a subcommand."""
+    if getattr(args, "no_progress", False):
+        os.environ["FASTVIT_PROGRESS"] = "0"
+    device = resolve_device(args.device)
+    init_distributed(device)
+    if getattr(args, "seed", None) is not None:
+        torch.manual_seed(args.seed)
+    return device
+
+
+def out_dir(args, default: str) -> Path:
+    path = Path(args.out if args.out else default).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {str(path)!r} exists and is not a directory")
+    if is_rank_zero():
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    info = {"seconds": 0.0}
+    start = time.perf_counter()
+    try:
+        yield info
+    finally:
+        info["seconds"] = time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------- data
+def parse_data_spec(spec: str):
+    """Check 'synthetic' | 'cifar10:/path' | 'cifar100:/path' | 'imagefolder:/path' before loading anything."""
+    from ..data import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.path is not None and not parsed.path.exists():
+        raise CLIError(f"--data: path {str(parsed.path)!r} does not exist (data is never downloaded)")
+    return parsed
+
+
+def build_loader(spec: str, split: str, batch_size: int, *, num_samples: int | None = None,
+                 seed: int = 0, train: bool = False):
+    from .. import data as data_module
+
+    return data_module.build_loader(spec, split, batch_size, train=train,
+                                    num_samples=num_samples, seed=seed)
+
+
+def num_classes_of(spec: str) -> int:
+    """Classes of a data set: from its spec, else from the data set's class list."""
+    parsed = parse_data_spec(spec)
+    if parsed.num_classes:
+        return int(parsed.num_classes)
+    from .. import data as data_module
+
+    dataset = data_module.build_dataset(spec, "test")
+    classes = getattr(dataset, "classes", None)
+    if classes is None:
+        raise CLIError(f"--data {spec!r}: cannot tell the number of classes")
+    return len(classes)
+
+
+# --------------------------------------------------------------------------------------- models
+def looks_like_checkpoint(text: str) -> bool:
+    from ..models.factory import is_checkpoint_path
+
+    return is_checkpoint_path(text)
+
+
+def model_label(text: str) -> str:
+    """A short name for tables: the model name, or the folder of a checkpoint."""
+    if looks_like_checkpoint(text):
+        path = Path(text).expanduser()
+        return path.parent.name or path.stem
+    return text
+
+
+def check_model_arg(text: str, option: str = "--model") -> None:
+    """Fail fast (before any data is built) on an unknown model name or a missing checkpoint."""
+    import timm
+
+    if looks_like_checkpoint(text):
+        if not Path(text).expanduser().is_file():
+            raise CLIError(f"{option}: checkpoint {text!r} does not exist")
+    elif not text or not timm.is_model(text):
+        from .. import models
+
+        models.create(text)  # raises the registry's ValueError naming close matches
+
+
+def load_model(text: str, *, num_classes: int | None, device: torch.device,
+               checkpoint: str | None = None, option: str = "--model") -> nn.Module:
+    """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`;
+    `checkpoint` loads a checkpoint's weights into the architecture named by `text`."""
+    from .. import models
+
+    if looks_like_checkpoint(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CLIError(f"{option}: checkpoint {str(path)!r} does not exist")
+        if checkpoint is not None:
+            raise CLIError(f"--checkpoint goes with a model name, but {option} is already a checkpoint ({text})")
+        model = models.create(str(path))
+    elif checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CLIError(f"--checkpoint: {str(path)!r} does not exist")
+        model = models.create(str(path), model_name=text)
+    else:
+        if not text:
+            raise CLIError(f"{option}: expected a model name or a checkpoint path")
+        model = models.create(text, **({"num_classes": num_classes} if num_classes else {}))
+    model_classes = getattr(model, "num_classes", None)
+    if num_classes and isinstance(model_classes, int) and model_classes != num_classes:
+        raise CLIError(f"{option} {text!r} predicts {model_classes} classes but the data has {num_classes}")
+    return model.to(device).eval()
+
+
+def prepare_for_hessian(model: nn.Module) -> nn.Module:
+    """Route attention through the HVP-capable fused op (PyTorch's fused SDPA has no double backward)."""
+    try:
+        from .. import patch_attention
+    except (ImportError, AttributeError):
+        patch_attention = None
+    if patch_attention is not None:
+        patch_attention(model)
+    else:  # fall back to timm's math path
+        for module in model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+    return model
+
+
+def loss_fn() -> nn.Module:
+    return nn.CrossEntropyLoss()
+
+
+# -------------------------------------------------------------------------------------- writing
+def write_json(path: Path, payload: dict[str, Any]) -> Path | None:
+    """Write a JSON payload on rank 0 (other ranks return None)."""
+    if not is_rank_zero():
+        return None
+    atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2))
+    return path
+
+
+def save_figure(fig, out: Path, stem: str) -> list[str]:
+    """Save `fig` as OUT/stem.png and OUT/stem.pdf on rank 0; returns the file names written."""
+    import matplotlib.pyplot as plt
+
+    names: list[str] = []
+    if is_rank_zero():
+        for ext in ("png", "pdf"):
+            target = out / f"{stem}.{ext}"
+            tmp = out / f".{stem}.tmp.{ext}"
+            fig.savefig(tmp, dpi=120 if ext == "png" else None, bbox_inches="tight")
+            os.replace(tmp, target)
+            names.append(target.name)
+    plt.close(fig)
+    return names
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
