@@ -181,21 +181,6 @@ def load_model(text: str, *, num_classes: int | None, device: torch.device,
     return model.to(device).eval()
 
 
-def prepare_for_hessian(model: nn.Module) -> nn.Module:
-    """Route attention through the HVP-capable fused op (PyTorch's fused SDPA has no double backward)."""
-    try:
-        from .. import patch_attention
-    except (ImportError, AttributeError):
-        patch_attention = None
-    if patch_attention is not None:
-        patch_attention(model)
-    else:  # fall back to timm's math path
-        for module in model.modules():
-            if hasattr(module, "fused_attn"):
-                module.fused_attn = False
-    return model
-
-
 def loss_fn() -> nn.Module:
     return nn.CrossEntropyLoss()
 

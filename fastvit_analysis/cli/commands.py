@@ -135,7 +135,6 @@ def run_hessian(args: argparse.Namespace) -> int:
         num_samples = min(num_samples, args.batch_size * args.num_batches)
     device, model, loader = load(args, num_samples=num_samples, train_loader=args.augment)
     out = common.out_dir(args, "fastvit-out")
-    common.prepare_for_hessian(model)
     loss = common.loss_fn()
     progress = progress_flag(args)
     start = time.perf_counter()

@@ -193,7 +193,7 @@ def _seconds_per_hvp(ckpt: Path, device, batch_size: int = 16) -> float:
     from .. import HessianOperator
     from . import _common as common
 
-    model = common.prepare_for_hessian(common.load_model(str(ckpt), num_classes=10, device=device))
+    model = common.load_model(str(ckpt), num_classes=10, device=device)
     x, y = next(iter(common.build_loader("synthetic", "train", batch_size, num_samples=batch_size)))
     H = HessianOperator(model, common.loss_fn(), (x.to(device), y.to(device)))
     v = torch.randn(H.num_params, device=device, dtype=H.dtype)
