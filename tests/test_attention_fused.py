@@ -19,13 +19,7 @@ CASES = [
 BATCH, HEADS = 2, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(n, d, bias_kind, dtype=torch.float32, n_k=None):

@@ -16,13 +16,7 @@ from fastvit_analysis.attention.patch import (attention_patched, is_patched, pat
                                               unpatch_attention)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

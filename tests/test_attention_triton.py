@@ -17,13 +17,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CASES = [(1, 16, None), (7, 16, "heads"), (17, 16, None), (17, 32, "full")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one intra-op thread (two oversubscribed OpenMP threads were ~10x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(n, d, bias_kind, n_k=None):

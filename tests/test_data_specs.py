@@ -7,13 +7,7 @@ from PIL import Image
 from fastvit_analysis.data import (CIFAR10_MEAN, build_dataset, build_loader, normalization, parse_spec)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -7,13 +7,7 @@ import torch.nn.functional as F
 from fastvit_analysis.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes, build_dataset, build_transform
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

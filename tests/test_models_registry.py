@@ -7,13 +7,7 @@ import fastvit_analysis  # noqa: F401  (registers the models)
 from fastvit_analysis.models import REGISTERED_MODELS, create, model_kind
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast and does not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 EXPECTED_NAMES = {

@@ -24,7 +24,7 @@ from timm.layers import DropPath
 
 from .config import CIFAR_MEAN_STD, IMAGENET_MEAN_STD, fastvit_model
 
-__all__ = ["WindowAttention", "PreActBottleneck", "MSABlock", "AlterNet", "ATTENTION_IMPLS"]
+__all__ = ["SelectableAttention", "WindowAttention", "PreActBottleneck", "MSABlock", "AlterNet", "ATTENTION_IMPLS"]
 
 ATTENTION_IMPLS = ("math", "fused")
 
@@ -46,7 +46,23 @@ def relative_position_index(window_size: int) -> Tensor:
     return offset[0] * (2 * p - 1) + offset[1]
 
 
-class WindowAttention(nn.Module):
+class SelectableAttention:
+    """Mixin: an `attention_impl` attribute ("math" or "fused") checked when set."""
+
+    _attention_impl: str = "math"
+
+    @property
+    def attention_impl(self) -> str:
+        return self._attention_impl
+
+    @attention_impl.setter
+    def attention_impl(self, value: str) -> None:
+        if value not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {value!r}")
+        self._attention_impl = value
+
+
+class WindowAttention(SelectableAttention, nn.Module):
     """Multi-head self-attention inside non-overlapping p×p windows of a (B, C, H, W) map.
 
     q, k, v are 1×1 convolutions to `heads·dim_head` channels; the output projection is a 1×1 conv
@@ -74,16 +90,6 @@ class WindowAttention(nn.Module):
         self.rel_pos_bias = nn.Parameter(torch.randn(2 * window_size - 1, 2 * window_size - 1) * 0.02)
         self.register_buffer("rel_index", relative_position_index(window_size), persistent=False)
         self._attention_impl = "math"
-
-    @property
-    def attention_impl(self) -> str:
-        return self._attention_impl
-
-    @attention_impl.setter
-    def attention_impl(self, value: str) -> None:
-        if value not in ATTENTION_IMPLS:
-            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {value!r}")
-        self._attention_impl = value
 
     def relative_position_bias(self) -> Tensor:
         """(p², p²) additive attention bias, the same for every head."""

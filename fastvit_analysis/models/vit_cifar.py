@@ -14,7 +14,7 @@ from timm.models.pit import PoolingVisionTransformer
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
-from .alternet import ATTENTION_IMPLS
+from .alternet import SelectableAttention
 from .config import CIFAR_MEAN_STD, fastvit_model
 
 __all__ = ["LocalTokenAttention", "local_attention_mask"]
@@ -44,7 +44,7 @@ def local_attention_mask(grid: int, window: int, num_prefix_tokens: int = 1) -> 
     return allowed
 
 
-class LocalTokenAttention(nn.Module):
+class LocalTokenAttention(SelectableAttention, nn.Module):
     """timm ViT attention restricted to a k×k neighbourhood of patch tokens (see `local_attention_mask`).
 
     Takes over the projections of a timm `Attention` (same parameter names, so the parameter count is the
@@ -64,16 +64,6 @@ class LocalTokenAttention(nn.Module):
         self.num_prefix_tokens = num_prefix_tokens
         self._bias_cache: dict[tuple[int, str], Tensor] = {}
         self._attention_impl = "math"
-
-    @property
-    def attention_impl(self) -> str:
-        return self._attention_impl
-
-    @attention_impl.setter
-    def attention_impl(self, value: str) -> None:
-        if value not in ATTENTION_IMPLS:
-            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {value!r}")
-        self._attention_impl = value
 
     def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """(N, N) additive bias: 0 inside the neighbourhood, −1e9 outside."""
