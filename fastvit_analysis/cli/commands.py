@@ -196,28 +196,26 @@ def run_landscape(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------- features
-def run_fourier(args: argparse.Namespace) -> int:
+def _run_layer_statistic(args: argparse.Namespace, name: str) -> int:
+    """`fourier` / `variance`: fa.<name>_analysis over the loader, JSON + figures."""
     import fastvit_analysis as fa
 
     device, model, loader = load(args)
     out = common.out_dir(args, "fastvit-out")
     start = time.perf_counter()
-    result = fa.fourier_analysis(model, loader, **optional_kwargs(fa.fourier_analysis, progress=progress_flag(args)))
-    summary, plot = extract.fourier(result)
-    finish(args, out, "fourier", result, summary, plot, time.perf_counter() - start)
+    analysis = getattr(fa, f"{name}_analysis")
+    result = analysis(model, loader, **optional_kwargs(analysis, progress=progress_flag(args)))
+    summary, plot = getattr(extract, name)(result)
+    finish(args, out, name, result, summary, plot, time.perf_counter() - start)
     return 0
+
+
+def run_fourier(args: argparse.Namespace) -> int:
+    return _run_layer_statistic(args, "fourier")
 
 
 def run_variance(args: argparse.Namespace) -> int:
-    import fastvit_analysis as fa
-
-    device, model, loader = load(args)
-    out = common.out_dir(args, "fastvit-out")
-    start = time.perf_counter()
-    result = fa.variance_analysis(model, loader, **optional_kwargs(fa.variance_analysis, progress=progress_flag(args)))
-    summary, plot = extract.variance(result)
-    finish(args, out, "variance", result, summary, plot, time.perf_counter() - start)
-    return 0
+    return _run_layer_statistic(args, "variance")
 
 
 def run_cka(args: argparse.Namespace) -> int:
