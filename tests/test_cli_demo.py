@@ -47,3 +47,30 @@ def test_demo_quick_end_to_end_and_rerun_reuses_results(tmp_path, capsys):
     stages = json.loads((out / "demo.json").read_text())["stages"]
     assert all(s["status"] == "reused" for s in stages), stages
     assert {p: p.stat().st_mtime for p in out.glob("*/*.json")} == mtimes
+
+    # the full-size planners size their stages from measured costs of the trained checkpoint
+    import torch
+
+    from fastvit_analysis.cli import demo
+
+    ckpt, cpu = out / "demo_resnet" / "last.pt", torch.device("cpu")
+    per_point_sample = demo._measure_landscape(ckpt, cpu)
+    assert 0 < per_point_sample < 0.05
+    cost = {"forward_s_per_sample": per_point_sample / 2, "landscape_s_per_point_sample": per_point_sample}
+    budget = 2000 * per_point_sample
+    plan = demo._plan_analysis("landscape", budget, cost)
+    assert plan["steps"] % 2 == 1 and plan["steps"] ** 2 * plan["num_samples"] * per_point_sample <= budget
+    sizes = demo._calibrate_max_eigen(None, ckpt, cpu, 10.0, quick=False)
+    assert 2 <= sizes["num_batches"] <= 64 and sizes["top_k"] + 10 <= sizes["max_hvp"] <= 120
+    assert sizes["num_batches"] * 30 * sizes["seconds_per_hvp"] <= 10.0 or sizes["num_batches"] == 2
+
+
+def test_forget_points_drops_partial_results_of_one_analysis(tmp_path):
+    from fastvit_analysis.cli import demo
+
+    for analysis in ("landscape", "max_eigen"):
+        (tmp_path / f"{analysis}_points").mkdir()
+        (tmp_path / f"{analysis}_points" / "0.json").write_text("{}")
+    demo._forget_points(tmp_path, "landscape")
+    assert not (tmp_path / "landscape_points").exists()
+    assert (tmp_path / "max_eigen_points" / "0.json").exists()

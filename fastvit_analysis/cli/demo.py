@@ -139,11 +139,12 @@ def _plan_training(budget_s: float, cost: dict[str, float], train_size: int) -> 
 def _plan_analysis(name: str, budget_s: float, cost: dict[str, float]) -> dict[str, Any]:
     fwd = cost["forward_s_per_sample"]
     if name == "landscape":  # finer grid first, then fewer samples (odd steps: theta* is a grid point)
+        per_point_sample = cost.get("landscape_s_per_point_sample", 2 * fwd) * 1.1
         for steps in (21, 17, 15, 13, 11, 9, 7, 5):
-            samples = budget_s / (steps * steps * fwd * 1.3)
+            samples = budget_s / (steps * steps * per_point_sample)
             if samples >= 128:
                 return {"steps": steps, "num_samples": _clamp(samples, 128, 512), "dims": 2}
-        return {"steps": 5, "num_samples": _clamp(budget_s / (25 * fwd * 1.3), 32, 128), "dims": 2}
+        return {"steps": 5, "num_samples": _clamp(budget_s / (25 * per_point_sample), 32, 128), "dims": 2}
     if name == "robustness":
         freqs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
         return {"num_samples": _clamp(budget_s / ((len(freqs) + 1) * fwd * 1.5), 64, 2000), "freqs": freqs}
@@ -201,21 +202,37 @@ def _seconds_per_hvp(ckpt: Path, device, batch_size: int = 16) -> float:
     return _best_time(lambda: H.matvec(v), 2)
 
 
+def _measure_landscape(ckpt: Path, device, steps: int = 3, num_samples: int = 64) -> float:
+    """Seconds per (grid point x sample) of loss_landscape itself: its vmapped functional forward is
+    1.5-2x slower per sample than the model's plain channels-last forward on CPU."""
+    import fastvit_analysis as fa
+
+    from . import _common as common
+
+    model = common.load_model(str(ckpt), num_classes=10, device=device)
+    x, y = next(iter(common.build_loader("synthetic", "train", num_samples, num_samples=num_samples)))
+    data = (x.to(device), y.to(device))
+
+    def run():
+        fa.loss_landscape(model, common.loss_fn(), data, steps=steps, dims=2, progress=False)
+
+    return _best_time(run, 2) / (steps * steps * num_samples)
+
+
 def _calibrate_max_eigen(args, ckpt: Path, device, budget_s: float, quick: bool) -> dict[str, Any]:
     """Size the max-eigenvalue spectrum (mini-batches x Lanczos budget) to `budget_s` from the
     measured cost of one mini-batch HVP."""
     if quick:
         return dict(QUICK_PLAN["max_eigen"])
     t_hvp = _seconds_per_hvp(ckpt, device)
-    # Measured on 2 CPU cores: the solver (vmapped mini-batches, residual checks, restarts) costs about
-    # 4.5x the bare HVP count times the single-HVP time.
-    total = max(0.0, budget_s - 3 * t_hvp) / (t_hvp * 4.5)  # HVPs that fit, for all mini-batches together
-    cap = MAX_EIGEN_SOLVER["max_hvp"]
-    if total >= 2 * cap:
-        num_batches, max_hvp = _clamp(total / cap, 2, 64), cap
-    else:  # fewer Lanczos steps per mini-batch, at least 2 mini-batches (residuals are reported)
-        num_batches = _clamp(total / 30, 2, 64)
-        max_hvp = _clamp(total / num_batches, MAX_EIGEN_SOLVER["top_k"] + 10, cap)
+    # Measured on 2 CPU cores (demo models, batch 16, tol 1e-2): top-5 Lanczos converges in 20-30 HVPs
+    # per mini-batch, and the solver (vmapped mini-batches, residual checks) costs about 1.1x the bare
+    # HVP count times the single-HVP time; plan with 1.5x and 30 HVPs per mini-batch, and cap each
+    # mini-batch at twice that so an unconverged one cannot run away with the stage.
+    total = max(0.0, budget_s - 3 * t_hvp) / (t_hvp * 1.5)  # HVPs that fit, for all mini-batches together
+    per_batch = 30
+    num_batches = _clamp(total / per_batch, 2, 64)
+    max_hvp = _clamp(2 * total / num_batches, MAX_EIGEN_SOLVER["top_k"] + 10, MAX_EIGEN_SOLVER["max_hvp"])
     return {"num_batches": num_batches, "batch_size": 16, "top_k": MAX_EIGEN_SOLVER["top_k"],
             "tol": MAX_EIGEN_SOLVER["tol"], "max_hvp": max_hvp, "seconds_per_hvp": round(t_hvp, 3)}
 
@@ -325,8 +342,12 @@ def run_demo(args) -> int:
                     elif analysis == "max_eigen":
                         sizes = _calibrate_max_eigen(args, ckpt, device, stage.budget_s, quick)
                     else:
-                        sizes = _plan_analysis(analysis, stage.budget_s, model_plan.get("cost") or
-                                               _measure(str(ckpt), device, 10))
+                        cost = dict(model_plan.get("cost") or _measure(str(ckpt), device, 10))
+                        if analysis == "landscape":
+                            cost["landscape_s_per_point_sample"] = _measure_landscape(ckpt, device)
+                            model_plan["cost"] = cost
+                        sizes = _plan_analysis(analysis, stage.budget_s, cost)
+                    _forget_points(folder, analysis)  # partial results of earlier sizes cannot be resumed
                     model_plan[analysis] = sizes
                     save_plan()
                 stage.detail = dict(sizes)
@@ -359,13 +380,18 @@ def run_demo(args) -> int:
 
 
 def _forget_analyses(folder: Path, model_plan: dict[str, Any]) -> None:
-    """A model about to be (re)trained invalidates its earlier analyses and landscape points."""
-    import shutil
-
+    """A model about to be (re)trained invalidates its earlier analyses and their partial results."""
     for analysis in ANALYSES:
         model_plan.pop(analysis, None)
         (folder / RESULT_FILE[analysis]).unlink(missing_ok=True)
-    shutil.rmtree(folder / "landscape_points", ignore_errors=True)
+        _forget_points(folder, analysis)
+
+
+def _forget_points(folder: Path, analysis: str) -> None:
+    """Drop the resumable partial results of `analysis` (they belong to the sizes they were run with)."""
+    import shutil
+
+    shutil.rmtree(folder / f"{analysis}_points", ignore_errors=True)
 
 
 def _settings_for(argv: list[str]) -> dict[str, Any]:
