@@ -13,6 +13,8 @@ Members:
   forward under no_grad, per point;
 - functional_per_point: loss_landscape(points_per_pass=1): no copies, functional_call per point;
 - batched_vmap: loss_landscape(points_per_pass=4): the 4 points in one vmapped pass.
+FASTVIT_BENCH_LANDSCAPE_SAMPLES sets the samples (default 8; 128 is closer to a real landscape).
+On CPU loss_landscape defaults to points_per_pass=1 because batched_vmap measured slower there.
 """
 import copy
 import json

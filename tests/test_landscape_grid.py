@@ -223,3 +223,17 @@ def test_non_tensor_outputs_give_nan_accuracy():
     res = loss_landscape(TupleOut(), lambda out, y: nn.functional.cross_entropy(out[0], y), data, steps=2,
                          progress=False)
     assert np.isfinite(res.loss).all() and np.isnan(res.accuracy).all()
+
+
+def test_default_points_per_pass_is_one_on_cpu_and_gives_the_same_grid():
+    from fastvit_analysis.landscape.grid import default_points_per_pass
+
+    assert default_points_per_pass(torch.device("cpu")) == 1
+    assert default_points_per_pass(torch.device("cuda", 0)) == 4
+    model = small_cnn()
+    data = cnn_data(size=6)
+    dirs = filter_normalized_directions(model, 2, seed=1)
+    default = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, progress=False)
+    stacked = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, points_per_pass=3,
+                             progress=False)
+    np.testing.assert_allclose(default.loss, stacked.loss, rtol=1e-5, atol=1e-6)

@@ -51,7 +51,7 @@ def _buffers_of(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: Any, *, steps: int = 21,
                 span: Span = (0.0, 1.0), l2_coef: float = 0.0, interpolate_buffers: bool = True,
-                out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int = 4,
+                out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
                 progress: bool = True) -> LandscapeResult:
     """Loss along θ(t) = (1−t)·θa + t·θb for t in linspace(*span, steps) (span beyond [0, 1] extrapolates).
 
@@ -153,7 +153,7 @@ def _pca_directions(rows: list[dict[str, Tensor]], names: list[str], center: boo
 def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: Any = None, *,
                model: nn.Module, steps: int = 21, span: Span | Sequence[Span] | None = None,
                margin: float = 0.2, center: bool = True, l2_coef: float = 0.0,
-               out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int = 4,
+               out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
                progress: bool = True) -> TrajectoryResult:
     """Project a training trajectory on the top-2 PCA directions of θ_t − θ_final and map the loss there.
 
