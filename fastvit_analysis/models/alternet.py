@@ -89,7 +89,6 @@ class WindowAttention(SelectableAttention, nn.Module):
         self.to_out = _conv1x1(inner, dim_out, bias=True)
         self.rel_pos_bias = nn.Parameter(torch.randn(2 * window_size - 1, 2 * window_size - 1) * 0.02)
         self.register_buffer("rel_index", relative_position_index(window_size), persistent=False)
-        self._attention_impl = "math"
 
     def relative_position_bias(self) -> Tensor:
         """(p², p²) additive attention bias, the same for every head."""

@@ -63,7 +63,6 @@ class LocalTokenAttention(SelectableAttention, nn.Module):
         self.window = window
         self.num_prefix_tokens = num_prefix_tokens
         self._bias_cache: dict[tuple[int, str], Tensor] = {}
-        self._attention_impl = "math"
 
     def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """(N, N) additive bias: 0 inside the neighbourhood, −1e9 outside."""
