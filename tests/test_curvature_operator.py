@@ -11,11 +11,13 @@ from test_curvature_models import MODELS, batch, mlp, reference, reference_hvp, 
 CE = nn.CrossEntropyLoss()
 
 
+@pytest.mark.parametrize("hvp_mode", ["forward-over-reverse", "reverse-over-reverse", "double-backward"])
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "vit"])
-def test_matvec_and_matmat_match_dense_hessian(kind):
+def test_matvec_and_matmat_match_dense_hessian(kind, hvp_mode):
     model = MODELS[kind]()
     data = batch(kind)
-    H = HessianOperator(model, CE, data)
+    H = HessianOperator(model, CE, data, hvp_mode=hvp_mode)
+    assert H.hvp_mode == hvp_mode
     dense, _ = reference(kind)
     assert H.num_params == dense.shape[0]
     V = torch.randn(5, H.num_params, dtype=torch.float64)
@@ -206,3 +208,24 @@ def test_reverse_over_reverse_mode_matches_dense(kind):
     assert torch.allclose(H.matmat(V), V @ dense, atol=1e-10)
     with pytest.raises(ValueError, match="hvp_mode"):
         HessianOperator(model, CE, data, hvp_mode="forward")
+
+
+def test_default_mode_keeps_the_graph_of_one_batch_and_recomputes_for_several():
+    model = mlp()
+    x, y = batch("mlp", n=16)
+    assert HessianOperator(model, CE, (x, y)).hvp_mode == "double-backward"
+    assert HessianOperator(model, CE, [(x[:8], y[:8]), (x[8:], y[8:])]).hvp_mode == "forward-over-reverse"
+
+
+def test_double_backward_mode_over_several_batches_and_as_a_snapshot():
+    model = mlp()
+    x, y = batch("mlp", n=16)
+    V = torch.randn(3, sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    one = HessianOperator(model, CE, (x, y), hvp_mode="forward-over-reverse").matmat(V)
+    H = HessianOperator(model, CE, [(x[:5], y[:5]), (x[5:], y[5:])], hvp_mode="double-backward")
+    assert torch.allclose(H.matmat(V), one, atol=1e-12)
+    with torch.no_grad():  # products stay those of theta at construction, in every mode
+        for p in model.parameters():
+            p.mul_(2.0)
+    assert torch.allclose(H.matvec(V[0]), one[0], atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())

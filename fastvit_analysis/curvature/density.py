@@ -71,7 +71,7 @@ class HessianDensity(Result):
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,
                     steps: int = 90, weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
                     seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
-                    hvp_mode: str = "forward-over-reverse", progress: bool = True) -> HessianDensity:
+                    hvp_mode: str | None = None, progress: bool = True) -> HessianDensity:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:

@@ -64,7 +64,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
                      tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
-                     max_basis: int | None = None, hvp_mode: str = "forward-over-reverse",
+                     max_basis: int | None = None, hvp_mode: str | None = None,
                      progress: bool = True) -> HessianSpectrum:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
@@ -78,7 +78,8 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
             change < 1e-3; returns largest-magnitude values in the order found, as PyHessian does).
         max_basis: Krylov basis size before a thick restart (memory: max_basis + 1 vectors of P).
         return_eigenvectors: keep the unit eigenvectors [k, P] in `.eigenvectors`.
-        hvp_mode: "forward-over-reverse" or "reverse-over-reverse" (see HessianOperator).
+        hvp_mode: "forward-over-reverse", "reverse-over-reverse" or "double-backward"; default: the
+            latter for one batch (see HessianOperator).
 
     Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], n_hvp.
 

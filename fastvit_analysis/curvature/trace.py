@@ -40,7 +40,7 @@ class HessianTrace(Result):
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,
                   method: str = "hutch++", weight_decay: float = 0.0,
                   params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
-                  hvp_mode: str = "forward-over-reverse", progress: bool = True) -> HessianTrace:
+                  hvp_mode: str | None = None, progress: bool = True) -> HessianTrace:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
