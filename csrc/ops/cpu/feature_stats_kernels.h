@@ -90,9 +90,47 @@ inline int64_t planar_scratch_size(int64_t n) { return kRowPhases * (2 * n + kRo
 // read-modify-write that buffer at offsets one element apart, which defeats store-to-load
 // forwarding; so row h goes to buffer h mod 8 at offset h - h mod 8 (a multiple of 8: loads see
 // whole earlier stores), and the 8 buffers are merged once per map.
+// The same sums for a compile-time side N (a multiple of 8, unit W stride): the rows of one phase
+// (h = r, r + 8, ...) go into a local accumulator of 2N - 8 elements that the compiler keeps in
+// registers, so a row costs its loads and adds only; each phase is then stored once and the 8
+// phases merged as above.
+template <int N, typename scalar_t, typename acc_t>
+void antidiagonal_fixed_range(const scalar_t* __restrict__ data, const MapGeometry& g, int64_t map_begin,
+                              int64_t map_end, acc_t* __restrict__ scratch, acc_t* __restrict__ sums_t) {
+  constexpr int kLen = 2 * N - kRowPhases;
+  const int64_t stride_h = g.stride_h, count = map_end - map_begin;
+  for (int64_t idx = map_begin; idx < map_end; ++idx) {
+    const scalar_t* map = data + (idx / g.channels) * g.stride_b + (idx % g.channels) * g.stride_c;
+    acc_t merged[N] = {};
+    for (int r = 0; r < kRowPhases; ++r) {
+      acc_t acc[kLen] = {};
+#pragma GCC unroll 8
+      for (int j = 0; j < N / kRowPhases; ++j) {
+        const scalar_t* __restrict__ row = map + (kRowPhases * j + r) * stride_h;
+#pragma GCC unroll 64
+        for (int w = 0; w < N; ++w) acc[kRowPhases * j + w] += static_cast<acc_t>(row[w]);
+      }
+      // position h + w = r + i (mod N)
+      acc_t* __restrict__ buf = scratch + r * (2 * N);
+      for (int i = 0; i < kLen; ++i) buf[r + i] = acc[i];
+      for (int i = 0; i < r; ++i) buf[i] = acc_t(0);
+      for (int i = kLen + r; i < 2 * N; ++i) buf[i] = acc_t(0);
+    }
+    for (int r = 0; r < kRowPhases; ++r) {
+      const acc_t* __restrict__ buf = scratch + r * (2 * N);
+      for (int m = 0; m < N; ++m) merged[m] += buf[m] + buf[m + N];
+    }
+    for (int m = 0; m < N; ++m) sums_t[m * count + (idx - map_begin)] = merged[m];
+  }
+}
+
 template <typename scalar_t, typename acc_t, bool kUnitW>
 void antidiagonal_planar_range(const scalar_t* __restrict__ data, const MapGeometry& g, int64_t map_begin,
                                int64_t map_end, acc_t* __restrict__ scratch, acc_t* __restrict__ sums_t) {
+  if constexpr (kUnitW) {
+    if (g.n == 32) return antidiagonal_fixed_range<32>(data, g, map_begin, map_end, scratch, sums_t);
+    if (g.n == 16) return antidiagonal_fixed_range<16>(data, g, map_begin, map_end, scratch, sums_t);
+  }
   const int64_t n = g.n, stride_h = g.stride_h, stride_w = g.stride_w, count = map_end - map_begin;
   const int64_t phase_len = 2 * n + kRowPhases;
   const int64_t phases = n < kRowPhases ? n : kRowPhases;
