@@ -91,7 +91,7 @@ def test_relative_log_amplitude_matches_paper_pipeline_fp32(n, backend):
     assert_log_amplitude_matches(z.double(), a, delta)
 
 
-@pytest.mark.parametrize("n", [16, 32, 15])  # the CPU kernel has register-blocked paths for n = 16 and 32
+@pytest.mark.parametrize("n", [8, 16, 32, 15])  # the CPU kernel has register-blocked paths for n = 8, 16, 32
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_per_map_log_amplitude_against_torch_fft(n, dtype, backend):
     z = structured_maps((2, 3, n, n)).to(dtype)
