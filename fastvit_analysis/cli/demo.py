@@ -204,8 +204,8 @@ def _seconds_per_hvp(ckpt: Path, device, batch_size: int = 16) -> float:
 
 
 def _measure_landscape(ckpt: Path, device, steps: int = 3, num_samples: int = 64) -> float:
-    """Seconds per (grid point x sample) of loss_landscape itself: its vmapped functional forward is
-    1.5-2x slower per sample than the model's plain channels-last forward on CPU."""
+    """Seconds per (grid point x sample) of loss_landscape itself, with its defaults: its functional
+    forward costs more per sample than the model's plain channels-last forward that `cost` times."""
     import fastvit_analysis as fa
 
     from . import _common as common

@@ -196,7 +196,8 @@ class HessianOperator:
             gradients: CIFAR ResNet-18 2.9x vs 4.3x (forward-over-reverse); ViT-Ti/4 3.1x vs 5.9x.
             The operator is a snapshot of θ at construction in every mode.
 
-    `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] in one vmapped pass.
+    `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] (vmapped over vectors, or one
+    backward per vector through the kept graph in "double-backward" mode).
     `n_hvp` counts products (one per vector over the whole data).
 
     Example:
@@ -289,7 +290,8 @@ class HessianOperator:
         return out
 
     def matmat(self, V: Tensor) -> Tensor:
-        """H V for k flat vectors V [k, P] -> [k, P], all k products in one vmapped pass per batch."""
+        """H V for k flat vectors V [k, P] -> [k, P]: vectors_per_pass products per vmapped pass and
+        batch, or one backward per vector through the kept graphs ("double-backward")."""
         V = self._check_vectors(V, 2, "V")
         theta = self._loss.theta
         out = torch.zeros_like(V)

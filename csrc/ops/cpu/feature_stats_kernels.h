@@ -90,7 +90,8 @@ inline int64_t planar_scratch_size(int64_t n) { return kRowPhases * (2 * n + kRo
 // read-modify-write that buffer at offsets one element apart, which defeats store-to-load
 // forwarding; so row h goes to buffer h mod 8 at offset h - h mod 8 (a multiple of 8: loads see
 // whole earlier stores), and the 8 buffers are merged once per map.
-// The same sums for a compile-time side N (a multiple of 8, unit W stride): the rows of one phase
+// antidiagonal_planar_range (below) hands n = 8, 16 and 32 with unit W stride to this version:
+// the same sums for a compile-time side N (a multiple of 8): the rows of one phase
 // (h = r, r + 8, ...) go into a local accumulator of 2N - 8 elements that the compiler keeps in
 // registers, so a row costs its loads and adds only; each phase is then stored once and the 8
 // phases merged as above.
