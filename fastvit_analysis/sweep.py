@@ -23,8 +23,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
-from ._progress import progress_bar
-from ._results import atomic_write_text, to_jsonable
+from .common.distributed import all_gather, barrier, broadcast_from_rank0, world_size
+from .common.distributed import rank as get_rank
+from .common.progress import progress_bar
+from .common.results import atomic_write_text, to_jsonable
 
 __all__ = ["run_sweep", "check_meta", "load_done"]
 
@@ -34,17 +36,6 @@ _FORMAT = "fastvit_analysis.sweep/1"
 
 def _key(point: Any) -> str:
     return json.dumps(to_jsonable(point), sort_keys=True)
-
-
-def _dist_info() -> tuple[int, int]:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except Exception:  # pragma: no cover
-        pass
-    return 0, 1
 
 
 def load_done(out: str | os.PathLike) -> dict[str, PointResult]:
@@ -136,7 +127,7 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     if meta is not None and not isinstance(meta, dict):
         raise TypeError(f"meta: expected a dict or None, got {type(meta).__name__}")
-    rank, world = _dist_info()
+    rank, world = get_rank(), world_size()
     points = list(points)
     keys = [_key(p) for p in points]
     if len(set(keys)) != len(keys):
@@ -153,14 +144,14 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
             except (ValueError, OSError) as e:
                 error = e
         # Every rank learns whether rank 0's check passed, so no rank is left waiting in a collective.
-        error_text = _broadcast_from_rank0(None if error is None else f"{type(error).__name__}: {error}")
+        error_text = broadcast_from_rank0(None if error is None else f"{type(error).__name__}: {error}")
         if error is not None:
             raise error
         if error_text is not None:
             raise ValueError(f"rank 0 could not prepare out={str(out_dir)!r}: {error_text}")
         done = load_done(out_dir) if resume else {}
         # Nobody writes before every rank has read, so all ranks agree on what is missing.
-        _barrier()
+        barrier()
 
     todo = [i for i, k in enumerate(keys) if k not in done]
     mine = todo[rank::world]
@@ -194,7 +185,7 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
             log.close()
 
     if world > 1:
-        parts = _all_gather((None, f"{type(failure).__name__}: {failure}") if failure is not None
+        parts = all_gather((None, f"{type(failure).__name__}: {failure}") if failure is not None
                             else (new, None))
         if failure is not None:
             raise failure
@@ -207,30 +198,3 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
         raise failure
     done.update(new)
     return [done[k] for k in keys]
-
-
-def _barrier() -> None:
-    _, world = _dist_info()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _broadcast_from_rank0(obj: Any) -> Any:
-    _, world = _dist_info()
-    if world == 1:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _all_gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ._batches import is_single_batch, iter_batches, materialize_batches, model_device
-from ._progress import progress_bar
-from ._results import Result, atomic_write_text
+from .common.batches import is_single_batch, iter_batches, materialize_batches, model_device
+from .common.modes import eval_mode
+from .common.progress import progress_bar
+from .common.results import Result, atomic_write_text
 
 __all__ = ["train", "evaluate", "TrainResult", "CHECKPOINT_FORMAT"]
 
@@ -160,17 +161,13 @@ def evaluate(model: nn.Module, data: Any, *, device: str | torch.device | None =
         >>> evaluate(model, (x, y))  # doctest: +SKIP
     """
     device = model_device(model) if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    try:
+    with eval_mode(model):
         for x, y in iter_batches(data, device=device, name="test_data"):
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
             count += y.shape[0]
-    finally:
-        model.train(was_training)
     return {"loss": total_loss / count, "acc": correct / count, "samples": count}
 
 

@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .._results import atomic_write_text, to_jsonable
+from ..common.distributed import is_rank_zero
+from ..common.results import atomic_write_text, to_jsonable
 from .main import CLIError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
@@ -50,16 +51,6 @@ def init_distributed(device: torch.device) -> None:
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(**kwargs)
-
-
-def rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def is_rank_zero() -> bool:
-    return rank() == 0
 
 
 def setup(args) -> torch.device:

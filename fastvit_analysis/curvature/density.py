@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._results import Result
+from ..common.results import Result
 from .krylov import make_generator, rademacher
 from .lanczos import lanczos_tridiagonal
 from .operator import HessianOperator, LossFn

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .._progress import progress_bar
+from ..common.progress import progress_bar
 from .krylov import rademacher
 
 ApplyMany = Callable[[Tensor], Tensor]

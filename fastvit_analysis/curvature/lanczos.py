@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .._progress import progress_bar
+from ..common.progress import progress_bar
 from .krylov import combine, gaussian, norms, project_out_
 
 Apply = Callable[[Tensor], Tensor]

@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._batches import iter_batches
-from .._results import Result
+from ..common.batches import iter_batches
+from ..common.results import Result
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from .._batches import Batch, materialize_batches
+from ..common.batches import Batch, materialize_batches
+from ..common.modes import eval_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("forward-over-reverse", "reverse-over-reverse", "double-backward")
@@ -50,14 +51,8 @@ def _prepare_model(model: nn.Module) -> Iterator[nn.Module]:
     """
     from ..attention.patch import attention_patched
 
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with attention_patched(model):
-            yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), attention_patched(model):
+        yield model
 
 
 def _is_attention_ad_error(err: BaseException) -> bool:

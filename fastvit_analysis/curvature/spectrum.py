@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._results import Result
+from ..common.results import Result
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
 from .operator import HessianOperator, LossFn

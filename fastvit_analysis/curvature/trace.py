@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from .._results import Result
+from ..common.results import Result
 from .hutchpp import hutch_plus_plus, hutchinson
 from .krylov import make_generator
 from .operator import HessianOperator, LossFn

@@ -25,9 +25,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._batches import iter_batches, model_device
-from .._progress import progress_bar
-from .._results import Result
+from ..common.batches import iter_batches, model_device
+from ..common.progress import progress_bar
+from ..common.results import Result
 from .extract import LatentExtractor, LatentSpec, batch_count
 
 

@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._batches import is_single_batch, iter_batches, model_device
-from .._progress import progress_bar
+from ..common.batches import is_single_batch, iter_batches, model_device
+from ..common.progress import progress_bar
+from ..common.modes import eval_mode
 
 KINDS = ("msa", "conv", "mlp", "embed", "downsample")
 LAYOUTS = ("auto", "nchw", "nhwc", "tokens")
@@ -390,13 +391,8 @@ class LatentExtractor:
                 else:
                     handles.append(module.register_forward_pre_hook(
                         lambda m, args, spec=spec: deliver(spec, args[0] if args else None)))
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                with torch.no_grad():
-                    self.model(x)
-            finally:
-                self.model.train(was_training)
+            with eval_mode(self.model), torch.no_grad():
+                self.model(x)
         finally:
             for h in handles:
                 h.remove()

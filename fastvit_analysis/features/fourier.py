@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._results import Result
+from ..common.results import Result
 from ..ops import diag_log_amplitude
 from .extract import LatentExtractor, LatentSpec, to_feature_map
 

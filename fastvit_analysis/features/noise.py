@@ -22,8 +22,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._batches import is_single_batch, iter_batches, model_device
-from .._results import Result
+from ..common.batches import is_single_batch, iter_batches, model_device
+from ..common.modes import eval_mode
+from ..common.results import Result
 from ..sweep import run_sweep
 
 DEFAULT_FREQS = tuple(round(k * 0.1, 10) * math.pi for k in range(1, 10))  # 0.1π … 0.9π
@@ -160,19 +161,14 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
 
     def accuracy(freq: float | None) -> dict[str, float]:
         correct = total = 0
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for i, (x, y) in enumerate(iter_batches(data, device=device)):
-                    if freq is not None:
-                        gen = torch.Generator(device=x.device).manual_seed(seed + i)
-                        x = frequency_noise(x, freq, eps=eps, bandwidth=bandwidth, generator=gen)
-                    pred = model(x).argmax(dim=-1)
-                    correct += int((pred == y.to(pred.device)).sum())
-                    total += int(y.shape[0])
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            for i, (x, y) in enumerate(iter_batches(data, device=device)):
+                if freq is not None:
+                    gen = torch.Generator(device=x.device).manual_seed(seed + i)
+                    x = frequency_noise(x, freq, eps=eps, bandwidth=bandwidth, generator=gen)
+                pred = model(x).argmax(dim=-1)
+                correct += int((pred == y.to(pred.device)).sum())
+                total += int(y.shape[0])
         return {"accuracy": 100.0 * correct / total, "samples": total}
 
     points = [("clean", 0.0)] + [("freq", f) for f in freqs]

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._results import Result
+from ..common.results import Result
 from ..ops import feature_moments
 from .extract import LatentExtractor, LatentSpec
 

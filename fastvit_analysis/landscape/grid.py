@@ -34,8 +34,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .._batches import materialize_batches, model_device
-from .._results import Result
+from ..common.batches import materialize_batches, model_device
+from ..common.modes import eval_mode
+from ..common.results import Result
 from ..sweep import run_sweep
 from .directions import Direction, directions_fingerprint, filter_normalized_directions
 
@@ -73,11 +74,6 @@ class LandscapeResult(Result):
     def relative_loss(self) -> np.ndarray:
         """``loss - min(loss)`` (what the paper plots)."""
         return self.loss - np.nanmin(self.loss)
-
-
-def _restore_modes(model: nn.Module, modes: list[tuple[nn.Module, bool]]) -> None:
-    for module, training in modes:
-        module.training = training
 
 
 def _is_classification(out: Any, y: Tensor) -> bool:
@@ -235,16 +231,12 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
     interpolation); `buffers` defaults to the model's. Σ‖p‖₂ counts parameters only.
     Returns one dict per point with "nll", "accuracy" and "l2_norm". The model is left untouched.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         moving_names = {n for d in directions for n, t in d.items() if bool(t.any())}
         moving = {n: t for n, t in base.items() if n in moving_names}
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
         return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn)(coords)
-    finally:
-        _restore_modes(model, modes)
 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._results import Result
+from ..common.results import Result
 from .directions import Direction
 from .grid import LandscapeResult, LossFn, Span, _check_grid, _landscape
 

@@ -7,20 +7,13 @@ from typing import Iterable, TypeVar
 
 from tqdm.auto import tqdm
 
+from .distributed import is_rank_zero
+
 T = TypeVar("T")
 
 
-def _is_rank_zero() -> bool:
-    try:
-        import torch.distributed as dist
-
-        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-    except Exception:  # pragma: no cover - defensive
-        return True
-
-
 def progress_enabled(progress: bool = True) -> bool:
-    return bool(progress) and os.environ.get("FASTVIT_PROGRESS", "1") != "0" and _is_rank_zero()
+    return bool(progress) and os.environ.get("FASTVIT_PROGRESS", "1") != "0" and is_rank_zero()
 
 
 def progress_bar(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str | None = None,
