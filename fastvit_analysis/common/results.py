@@ -10,12 +10,16 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .jsonio import atomic_write_bytes, atomic_write_text, default_file_mode, read_json, unique_temp_path
+
+__all__ = ["to_jsonable", "nan_for_none", "Result", "atomic_write_bytes", "atomic_write_text",
+           "default_file_mode", "read_json", "unique_temp_path"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -58,50 +62,6 @@ def nan_for_none(value: Any) -> Any:
     if isinstance(value, list):
         return [nan_for_none(v) for v in value]
     return value
-
-
-def default_file_mode() -> int:
-    """0o666 & ~umask: the mode `open()` would give a new file (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def unique_temp_path(path: str | os.PathLike) -> tuple[int, str]:
-    """(fd, name) of a new, uniquely named temporary file next to `path` (for write + os.replace)."""
-    path = Path(path)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write `data` to `path` via a unique temporary file + rename, so readers never see half a file
-    and two writers never share a temporary file; the file gets the umask's mode."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = unique_temp_path(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fchmod(f.fileno(), default_file_mode())
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically; see `atomic_write_bytes`."""
-    atomic_write_bytes(path, text)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """The parsed JSON of `path`; OSError / ValueError (json.JSONDecodeError) propagate to the caller,
-    which decides whether an unreadable file is an error or a line in a list of skipped files."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 class Result:
