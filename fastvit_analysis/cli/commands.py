@@ -67,7 +67,9 @@ def load(args, *, split: str | None = None, num_samples: int | None = None, trai
 
 def settings_of(args, *skip: str) -> dict[str, Any]:
     hidden = {"run", "debug", "no_progress", "out", "command", "wait", "timeout", "resolved_device", *skip}
-    return {k: v for k, v in vars(args).items() if k not in hidden}
+    # one unit per name: frequencies given in units of pi are stored as `*_pi`, radians elsewhere
+    units = {"freqs": "freqs_pi"}
+    return {units.get(k, k): v for k, v in vars(args).items() if k not in hidden}
 
 
 def finish(args, out: Path, analysis: str, result: Any, summary: dict, plot: dict, seconds: float,

@@ -26,7 +26,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -37,12 +37,12 @@ from ..common.batches import materialize_batches, model_device
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.modes import eval_mode
 from ..common.results import Result, nan_for_none
+from ..common.types import LossFn
 from ..sweep import run_sweep
 from .directions import Direction, filter_normalized_directions
 
 __all__ = ["loss_landscape", "LandscapeResult", "evaluate_points"]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 Span = tuple[float, float]
 
 
