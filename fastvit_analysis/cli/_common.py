@@ -2,10 +2,12 @@
 command line's strings, and writing results (JSON + PNG/PDF figures) on rank 0 only."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,10 +15,11 @@ import torch
 from torch import nn
 
 from ..common.distributed import is_rank_zero
-from ..common.results import atomic_write_text, to_jsonable
+from ..common.results import atomic_write_text, default_file_mode, read_json as _read_json, to_jsonable
+from ..common.store import FolderBusyError, OutputFolderError, check_writable, folder_lock
 from .main import CLIError
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+DEFAULT_TIMEOUT_S = 600.0  # torchrun collectives: a hung rank fails after 10 min, not torch's 30
 
 
 # ------------------------------------------------------------------------------ device, torchrun
@@ -37,17 +40,20 @@ def resolve_device(text: str) -> torch.device:
     return device
 
 
-def init_distributed(device: torch.device) -> None:
-    """Join the torchrun process group (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+def init_distributed(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Join the torchrun process group (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA. A collective that
+    waits longer than `timeout_s` seconds (a rank died or hangs) fails instead of blocking."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
+    import datetime as _datetime
+
     import torch.distributed as dist
 
     if not dist.is_available():
         raise CLIError("started under torchrun but this torch has no torch.distributed support")
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"backend": backend}
+        kwargs: dict[str, Any] = {"backend": backend, "timeout": _datetime.timedelta(seconds=float(timeout_s))}
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(**kwargs)
@@ -58,19 +64,50 @@ def setup(args) -> torch.device:
     if getattr(args, "no_progress", False):
         os.environ["FASTVIT_PROGRESS"] = "0"
     device = resolve_device(args.device)
-    init_distributed(device)
+    init_distributed(device, getattr(args, "timeout", None) or DEFAULT_TIMEOUT_S)
+    args.resolved_device = str(device)  # what `provenance` records as the device actually used
     if getattr(args, "seed", None) is not None:
         torch.manual_seed(args.seed)
     return device
 
 
+_locks = ExitStack()  # output-folder locks held until `release_locks()` (end of main) or process exit
+
+
 def out_dir(args, default: str) -> Path:
+    """The output folder: created, checked writable and locked (rank 0) BEFORE anything is computed.
+    A second process into the same folder is refused (or waits with --wait)."""
     path = Path(args.out if args.out else default).expanduser()
     if path.exists() and not path.is_dir():
         raise CLIError(f"--out {str(path)!r} exists and is not a directory")
     if is_rank_zero():
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            check_writable(path, name="--out")
+            _locks.enter_context(folder_lock(path, wait=bool(getattr(args, "wait", False)), name="--out"))
+        except OutputFolderError as e:
+            raise CLIError(str(e.strerror or e)) from None
+        except FolderBusyError as e:
+            raise CLIError(str(e).replace("(--wait / wait=True)", "(--wait)")) from None
     return path
+
+
+def release_locks() -> None:
+    """Release the output-folder locks taken by `out_dir` (called when a command ends)."""
+    _locks.close()
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Library errors in the CLI's terms: a stale output folder names --no-resume (not resume=False);
+    an OSError (read-only, disk full, I/O) becomes one line naming the file."""
+    from ..sweep import StaleResultsError
+
+    try:
+        yield
+    except StaleResultsError as e:
+        raise CLIError(e.fix("--no-resume")) from None
+    except (FolderBusyError, OutputFolderError) as e:
+        raise CLIError(str(e).replace("(--wait / wait=True)", "(--wait)")) from None
 
 
 @contextmanager
@@ -185,24 +222,101 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path | None:
     return path
 
 
+def write_result_or_keep(path: Path, payload: dict[str, Any]) -> tuple[Path | None, str | None]:
+    """Write `payload` to `path` (rank 0); if that fails (OSError), keep the finished result in a file
+    in the temporary folder instead. Returns (where it was written, error text or None)."""
+    try:
+        return write_json(path, payload), None
+    except OSError as e:
+        reason = f"could not write {path} ({e.strerror or e})"
+    try:
+        fd, spare = tempfile.mkstemp(prefix=f"fastvit-{path.stem}-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(to_jsonable(payload), indent=2))
+        return Path(spare), f"{reason}; the result was kept in {spare}"
+    except OSError:
+        return None, f"{reason}; the summary above is all that was kept"
+
+
 def save_figure(fig, out: Path, stem: str) -> list[str]:
-    """Save `fig` as OUT/stem.png and OUT/stem.pdf on rank 0; returns the file names written."""
+    """Save `fig` as OUT/stem.png and OUT/stem.pdf on rank 0 (each through a uniquely named temporary
+    file, given the umask's mode); returns the file names written."""
     import matplotlib.pyplot as plt
 
     names: list[str] = []
-    if is_rank_zero():
-        for ext in ("png", "pdf"):
-            target = out / f"{stem}.{ext}"
-            tmp = out / f".{stem}.tmp.{ext}"
-            fig.savefig(tmp, dpi=120 if ext == "png" else None, bbox_inches="tight")
-            os.replace(tmp, target)
-            names.append(target.name)
-    plt.close(fig)
+    try:
+        if is_rank_zero():
+            for ext in ("png", "pdf"):
+                target = out / f"{stem}.{ext}"
+                fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=f".tmp.{ext}")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        fig.savefig(f, format=ext, dpi=120 if ext == "png" else None, bbox_inches="tight")
+                        os.fchmod(f.fileno(), default_file_mode())
+                    os.replace(tmp, target)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
+                names.append(target.name)
+    finally:
+        plt.close(fig)
     return names
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it cannot be read or parsed."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return _read_json(path)
+    except (OSError, ValueError):
         return None
+
+
+# ----------------------------------------------------------------------------------- provenance
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(args, *, device: torch.device | str | None = None, num_samples: int | None = None) -> dict[str, Any]:
+    """What a result JSON needs to describe itself: versions, UTC time, device, world size, checkpoint
+    (path, sha256, epoch) when one was loaded, data spec and number of samples."""
+    import platform
+
+    from .. import __version__
+    from ..common.distributed import world_size
+
+    try:
+        import timm
+
+        timm_version = timm.__version__
+    except Exception:  # pragma: no cover - timm is a dependency
+        timm_version = None
+    checkpoint = None
+    source = getattr(args, "checkpoint", None) or (getattr(args, "model", None) if looks_like_checkpoint(
+        str(getattr(args, "model", "") or "")) else None)
+    if source:
+        path = Path(source).expanduser()
+        epoch = None
+        if path.is_file():
+            try:
+                meta = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+                epoch = meta.get("epoch") if isinstance(meta, dict) else None
+            except Exception:
+                epoch = None
+        checkpoint = {"path": str(path.resolve()) if path.exists() else str(path),
+                      "sha256": _sha256_file(path) if path.is_file() else None,
+                      "epoch": epoch if isinstance(epoch, int) else None}
+    return {
+        "package": __version__, "torch": torch.__version__, "timm": timm_version,
+        "python": platform.python_version(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(device) if device is not None else getattr(args, "resolved_device", getattr(args, "device", None)),
+        "world_size": world_size(), "checkpoint": checkpoint,
+        "data": {"spec": getattr(args, "data", None), "num_samples": num_samples},
+    }

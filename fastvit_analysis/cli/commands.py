@@ -66,29 +66,42 @@ def load(args, *, split: str | None = None, num_samples: int | None = None, trai
 
 
 def settings_of(args, *skip: str) -> dict[str, Any]:
-    hidden = {"run", "debug", "no_progress", "out", "command", *skip}
-    return {k: v for k, v in vars(args).items() if k not in hidden}
+    hidden = {"run", "debug", "no_progress", "out", "command", "wait", "timeout", "resolved_device", *skip}
+    # one unit per name: frequencies given in units of pi are stored as `*_pi`, radians elsewhere
+    units = {"freqs": "freqs_pi"}
+    return {units.get(k, k): v for k, v in vars(args).items() if k not in hidden}
 
 
 def finish(args, out: Path, analysis: str, result: Any, summary: dict, plot: dict, seconds: float,
-           *, label: str | None = None, figure_kwargs: dict | None = None) -> dict[str, Any]:
+           *, label: str | None = None, figure_kwargs: dict | None = None,
+           device: Any = None) -> dict[str, Any]:
     """Write OUT/<analysis>.json and its figure (rank 0), print the key numbers; returns the payload."""
     label = label or common.model_label(args.model)
+    num_samples = next((v for v in (getattr(result, "num_samples", None), getattr(result, "n_samples", None),
+                                    getattr(args, "num_samples", None)) if isinstance(v, int)), None)
     payload: dict[str, Any] = {
         "analysis": analysis, "model": label, "model_source": str(args.model), "data": args.data,
         "settings": settings_of(args), "summary": summary, "plot": plot,
         "result": result.to_dict() if hasattr(result, "to_dict") else result,
         "seconds": round(seconds, 3), "version": __version__, "figures": [],
+        "provenance": common.provenance(args, device=device, num_samples=num_samples),
     }
     if common.is_rank_zero():
         from . import plots
 
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, (list, dict)))
+        figure_error = None
         draw = plots.FIGURES.get(analysis)
         if draw is not None and plot:
-            payload["figures"] = common.save_figure(draw([(label, plot)], **(figure_kwargs or {})), out, analysis)
-        common.write_json(out / f"{analysis}.json", payload)
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, (list, dict)))
-        print(f"{analysis} [{label}] {shown}  ({seconds:.1f} s) -> {out / (analysis + '.json')}")
+            try:
+                payload["figures"] = common.save_figure(draw([(label, plot)], **(figure_kwargs or {})), out,
+                                                        analysis)
+            except OSError as e:  # the numbers matter more than the picture: still write the JSON
+                figure_error = f"could not write the figure into {out} ({e.strerror or e})"
+        written, error = common.write_result_or_keep(out / f"{analysis}.json", payload)
+        print(f"{analysis} [{label}] {shown}  ({seconds:.1f} s) -> {written}")
+        if error or figure_error:
+            raise CLIError("; ".join(e for e in (error, figure_error) if e))
     return payload
 
 

@@ -110,6 +110,10 @@ def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str = 
     r.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (under torchrun: each rank's local GPU)")
     r.add_argument("--out", default=None, help="output directory for JSON results and PNG+PDF figures")
     r.add_argument("--no-progress", action="store_true", help="turn progress bars off")
+    r.add_argument("--wait", action="store_true",
+                   help="if another run holds --out (its .lock), wait for it instead of refusing")
+    r.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="torchrun: fail a collective that waits longer than this (a dead or hung rank)")
     r.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
@@ -314,10 +318,25 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     if name == "demo":
         from .demo import run_demo
 
-        return run_demo
+        return _in_cli_terms(run_demo)
     from . import commands
 
-    return getattr(commands, f"run_{name}")
+    return _in_cli_terms(getattr(commands, f"run_{name}"))
+
+
+def _in_cli_terms(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Library errors named in the CLI's options (--no-resume, --wait); output-folder locks released
+    when the command ends."""
+    def wrapped(args: argparse.Namespace) -> int:
+        from ._common import cli_errors, release_locks
+
+        try:
+            with cli_errors():
+                return run(args)
+        finally:
+            release_locks()
+
+    return wrapped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,8 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _print_error("interrupted")
         return 130
-    except (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
-            KeyError, RuntimeError, ImportError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:
         if args.debug:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

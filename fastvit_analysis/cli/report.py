@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,13 @@ figcaption{font-size:.85em;color:#555} .note{color:#666;font-size:.9em} code{bac
 """
 
 
-def find_results(root: Path, max_depth: int = 3) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, payload) of every result JSON (a dict with an 'analysis' key) under `root`."""
+def find_results(root: Path, max_depth: int = 3,
+                 unreadable: list[tuple[Path, str]] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, payload) of every result JSON (a dict with an 'analysis' key) under `root`.
+
+    Files that cannot be read or parsed are appended to `unreadable` as (path, reason)."""
+    from ..common.jsonio import read_json
+
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).relative_to(root).parts)
@@ -74,8 +78,11 @@ def find_results(root: Path, max_depth: int = 3) -> list[tuple[Path, dict[str, A
                 continue
             path = Path(dirpath) / name
             try:
-                payload = json.loads(path.read_text())
-            except (OSError, ValueError):
+                payload = read_json(path)
+            except (OSError, ValueError) as e:
+                if unreadable is not None:
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else f"not valid JSON ({e})"
+                    unreadable.append((path, str(reason)))
                 continue
             if isinstance(payload, dict) and isinstance(payload.get("analysis"), str):
                 found.append((path, payload))
@@ -240,15 +247,20 @@ def write_report(out: str | os.PathLike, html_path: str | os.PathLike | None = N
     target = Path(html_path).expanduser() if html_path else root / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     text, _ = build_html(root, target, title)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    from ..common.jsonio import atomic_write_text
+
+    atomic_write_text(target, text)
     return target
 
 
 def run_report(args) -> int:
     root = Path(args.out).expanduser()
     target = write_report(root, args.html, args.title)
-    count = len(find_results(root))
+    unreadable: list[tuple[Path, str]] = []
+    count = len(find_results(root, unreadable=unreadable))
     print(f"report: {count} result files -> {target}")
+    for path, reason in unreadable:
+        print(f"report: could not read {path}: {reason}")
+    if unreadable:
+        print(f"report: {len(unreadable)} file(s) could not be read and are missing from the report")
     return 0

@@ -1,21 +1,35 @@
-"""Base of every result dataclass: `.to_dict()` gives JSON-serialisable data, `.save_json(path)` writes it."""
+"""Base of every result dataclass: `.to_dict()` gives JSON-serialisable data, `.save_json(path)` writes it.
+
+JSON conventions: NaN and ±Inf are stored as null (standard JSON; `nan_for_none` turns them back into
+NaN floats when reading), result files get the mode the umask allows (0o666 & ~umask), and a file is
+replaced atomically via a uniquely named temporary file in the same folder.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .jsonio import atomic_write_bytes, atomic_write_text, default_file_mode, read_json, unique_temp_path
+
+__all__ = ["to_jsonable", "nan_for_none", "Result", "atomic_write_bytes", "atomic_write_text",
+           "default_file_mode", "read_json", "unique_temp_path"]
+
 
 def to_jsonable(value: Any) -> Any:
-    """Tensors/arrays -> nested lists, numpy scalars -> Python numbers, NaN/Inf -> None-free floats kept
-    as strings 'nan'/'inf' so that the JSON stays standard."""
+    """Tensors/arrays -> nested lists, numpy scalars -> Python numbers, NaN/Inf -> None (JSON null), so
+    that the JSON stays standard and no reader meets the string "nan".
+
+    Example:
+        >>> to_jsonable({"a": torch.tensor([1.0, float("nan")]), "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         return to_jsonable(value.tolist() if value.ndim else value.item())
@@ -24,11 +38,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return to_jsonable(value.item())
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
+        return value if math.isfinite(value) else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return value.to_dict() if hasattr(value, "to_dict") else to_jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
@@ -40,21 +50,18 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` via a temporary file + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def nan_for_none(value: Any) -> Any:
+    """Inverse of to_jsonable's NaN rule: None -> NaN, recursively in lists (for numeric fields).
+
+    Example:
+        >>> nan_for_none([1.0, None])
+        [1.0, nan]
+    """
+    if value is None:
+        return float("nan")
+    if isinstance(value, list):
+        return [nan_for_none(v) for v in value]
+    return value
 
 
 class Result:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..common.batches import Batch, materialize_batches
 from ..common.modes import eval_mode
+from ..common.types import LossFn
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("forward-over-reverse", "reverse-over-reverse", "double-backward")
 
 _ATTENTION_HINT = (

@@ -26,7 +26,7 @@ from ..common.results import Result
 from ..ops import diag_log_amplitude
 from .extract import LatentExtractor, LatentSpec, to_feature_map
 
-LOG_EPS = 1e-6
+from ..common.constants import LOG_EPS  # noqa: E402
 SPECTRA = ("diagonal", "radial")
 
 

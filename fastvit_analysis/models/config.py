@@ -13,7 +13,9 @@ from typing import Any, Callable
 from timm.models import register_model
 from torch import nn
 
-CIFAR_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+from ..common.constants import CIFAR10_MEAN, CIFAR10_STD
+
+CIFAR_MEAN_STD = (CIFAR10_MEAN, CIFAR10_STD)
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 # model name -> "cnn" | "vit" | "hybrid" for the models registered by fastvit_analysis
