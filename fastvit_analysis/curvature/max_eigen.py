@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
+from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
@@ -90,7 +91,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                             params: Sequence[str] | str | None = None, seed: int = 0,
                             batches_per_pass: int = 8, out: str | os.PathLike | None = None,
                             resume: bool = True, hvp_mode: str = "forward-over-reverse",
-                            progress: bool = True) -> MaxEigenvalueSpectrum:
+                            output_fn: OutputFn | None = None, progress: bool = True) -> MaxEigenvalueSpectrum:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
 
     Args:
@@ -102,6 +103,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
         batches_per_pass: mini-batches solved together (vmap); memory grows with it.
         out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep).
+        output_fn: model output -> logits when the default rule (a tensor, `.logits`, `["logits"]`,
+            the first element) does not fit the model.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
@@ -118,6 +121,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         raise ValueError(f"batches_per_pass must be a positive int, got {batches_per_pass!r}")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
+    check_output_fn(output_fn)
     named = select_parameters(model, params)
     P = sum(p.numel() for _, p in named)
     if not isinstance(top_k, int) or top_k < 1 or top_k >= P:
@@ -149,7 +153,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                     x = transform(x)
             xs.append(x)
         H = MiniBatchHessians(model, loss_fn, torch.stack(xs), targets[indices], weight_decay=weight_decay,
-                              params=params, first_index=indices[0], hvp_mode=hvp_mode)
+                              params=params, first_index=indices[0], hvp_mode=hvp_mode,
+                              output_fn=output_fn)
         v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
                                    generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
         gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)
