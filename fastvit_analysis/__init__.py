@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.util
 import sys
 from pathlib import Path
@@ -77,10 +78,14 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+_SUBMODULES = {"attention", "cli", "common", "curvature", "data", "features", "landscape", "models", "ops",
+               "sweep", "training"}
 
 
 def __getattr__(name: str):
     module_name = _EXPORTS.get(name)
+    if module_name is None and name in _SUBMODULES:  # `fa.models.create(...)` without importing it first
+        return importlib.import_module(f"{__name__}.{name}")
     if module_name is None:
         raise AttributeError(f"module 'fastvit_analysis' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
@@ -93,5 +98,34 @@ def __dir__():
 
 
 # Registering the models with timm is a side effect users rely on:
-# `import fastvit_analysis; timm.create_model("alternet50_cifar")`.
-from . import models as _models  # noqa: E402,F401
+# `import fastvit_analysis; timm.create_model("alternet50_cifar")`. It needs torch and timm (seconds),
+# which `import fastvit_analysis` itself must not cost (`fastvit-analysis --help` answers without
+# torch). So the registration runs when timm is imported: at once if it already is, else right after
+# timm's own module has executed, through a one-shot import hook.
+class _RegisterModelsWithTimm(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "timm":
+            return None
+        _remove_timm_hook()
+        spec = importlib.util.find_spec("timm")  # the finders after this one
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            loader_exec(module)
+            importlib.import_module(f"{__name__}.models")
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _remove_timm_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterModelsWithTimm)]
+
+
+if "timm" in sys.modules:
+    from . import models as _models  # noqa: E402,F401
+else:
+    _remove_timm_hook()
+    sys.meta_path.insert(0, _RegisterModelsWithTimm())

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .common.batches import is_single_batch, iter_batches, materialize_batches, model_device
 from .common.modes import eval_mode
+from .common.outputs import OutputFn, check_output_fn, model_logits
 from .common.progress import progress_bar
 from .common.results import Result, atomic_write_text
 
@@ -154,17 +155,20 @@ def _test_batches(data: Any, batch_size: int, num_workers: int) -> Any:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Any, *, device: str | torch.device | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Any, *, device: str | torch.device | None = None,
+             output_fn: OutputFn | None = None) -> dict[str, float]:
     """Mean cross-entropy and top-1 accuracy of `model` (eval mode) over `data` (a batch or an iterable).
+    `output_fn` picks the logits of a dict/tuple/ModelOutput forward (default rule: common/outputs.py).
 
     Returns {"loss": float, "acc": float in [0, 1], "samples": int}. Example:
         >>> evaluate(model, (x, y))  # doctest: +SKIP
     """
     device = model_device(model) if device is None else torch.device(device)
+    check_output_fn(output_fn)
     total_loss, correct, count = 0.0, 0, 0
     with eval_mode(model):
         for x, y in iter_batches(data, device=device, name="test_data"):
-            logits = model(x)
+            logits = model_logits(model(x), output_fn)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
             count += y.shape[0]

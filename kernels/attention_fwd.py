@@ -7,6 +7,9 @@ and with JVP also, for S' = scale (Q' K^T + Q K'^T) + B':
 rescaled by the same alpha = exp(m_old - m_new).  At the end
     O = acc / l,  lse = m + log l,  lse' = row_t / l,  O' = acc_t / l - lse' O.
 Keys beyond N_k are masked to -inf, so any N works (not only multiples of the block).
+A row whose scores so far are all -inf (a fully masked row, or a first key block masked for it)
+exponentiates against 0 instead of its -inf max (no inf - inf); a fully masked row ends with l = 0
+and gets O = 0, O' = 0 and lse = +inf, so the backward kernels' P = exp(S - lse) is 0 there.
 """
 from __future__ import annotations
 
@@ -56,8 +59,9 @@ def _attention_fwd_kernel(
                          mask=mask_mn, other=0.0).to(tl.float32)
         s = tl.where(mask_n[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, IEEE)
         if JVP:
@@ -71,14 +75,15 @@ def _attention_fwd_kernel(
             acc_t = acc_t * alpha[:, None] + dot(pts.to(v.dtype), v, IEEE) + dot(p.to(tv.dtype), tv, IEEE)
             row_t = row_t * alpha + tl.sum(pts, 1)
         m_i = m_new
-    o = acc / l_i[:, None]
-    lse = m_i + tl.log(l_i)
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    o = acc / l_safe[:, None]
+    lse = tl.where(l_i > 0, m_i + tl.log(l_safe), float("inf"))
     row_ptrs = bh * N_Q + offs_m
     tl.store(O + q_ptrs, o.to(O.dtype.element_ty), mask=mask_m[:, None])
     tl.store(LSE + row_ptrs, lse, mask=mask_m)
     if JVP:
-        t_lse = row_t / l_i
-        t_o = acc_t / l_i[:, None] - t_lse[:, None] * o
+        t_lse = row_t / l_safe
+        t_o = acc_t / l_safe[:, None] - t_lse[:, None] * o
         tl.store(TO + q_ptrs, t_o.to(TO.dtype.element_ty), mask=mask_m[:, None])
         tl.store(TLSE + row_ptrs, t_lse, mask=mask_m)
 

@@ -119,3 +119,57 @@ def test_minibatch_cka_errors():
         minibatch_cka(vit, batches([6]), layers_a=["nope"], progress=False)
     with pytest.raises(ValueError, match="empty"):
         minibatch_cka(vit, [], progress=False)
+
+
+
+def offset_features(seed, n=32, d1=256, d2=128, scale=0.3, offset=5.0):
+    """float32 features whose common offset dwarfs their spread (as post-ReLU/GELU latents), with a
+    partly shared signal; returned with their exact float64 copies."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d1, generator=g, dtype=torch.float64)
+    y = torch.relu(x @ torch.randn(d1, d2, generator=g, dtype=torch.float64) / 16) \
+        + 0.5 * torch.randn(n, d2, generator=g, dtype=torch.float64)
+    x32, y32 = (scale * x + offset).float(), (scale * y + offset).float()
+    return x32, y32, x32.double(), y32.double()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_linear_cka_float32_offset_features_match_float64(seed):
+    # uncentred float32 Grams lost 0.9e-4 to 2.8e-4 relative here; per-batch centring (exact for the
+    # unbiased HSIC) brings float32 to the float64 answer on the same (float32-rounded) inputs
+    x32, y32, x64, y64 = offset_features(seed)
+    ref = float(direct_cka(x64, y64))
+    got = float(linear_cka(x32, y32))
+    assert abs(got - ref) <= 1e-5 * abs(ref)
+    # the shift invariance is exact in float64
+    assert float(linear_cka(x64, y64)) == pytest.approx(float(linear_cka(x64 - 5.0, y64 + 3.0)), rel=1e-12)
+    # bf16 features are centred and multiplied in float32 (no silent bf16 Gram)
+    xb = x32.bfloat16()
+    assert float(linear_cka(xb, y32)) == pytest.approx(float(direct_cka(xb.double(), y64)), rel=1e-5)
+
+
+class _Shift(torch.nn.Module):
+    def __init__(self, scale, offset):
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x):
+        return self.scale * x + self.offset
+
+
+def test_minibatch_cka_float32_offset_latents_match_float64():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 256), _Shift(0.3, 5.0), torch.nn.Linear(256, 128),
+                              _Shift(0.3, 5.0)).eval()
+    g = torch.Generator().manual_seed(3)
+    data = [(torch.randn(n, 32, generator=g), torch.zeros(n, dtype=torch.long)) for n in (24, 16)]
+    res = minibatch_cka(net, data, layers_a=["1", "3"], progress=False)
+    assert res.names_a == ["1", "3"]
+    with torch.no_grad():
+        feats = [(net[:2](x).double(), net(x).double()) for x, _ in data]
+    kk = sum(direct_hsic(a, a) for a, _ in feats)
+    ll = sum(direct_hsic(b, b) for _, b in feats)
+    kl = sum(direct_hsic(a, b) for a, b in feats)
+    ref = float(kl / torch.sqrt(kk * ll))
+    assert abs(res.matrix[0][1] - ref) <= 1e-5 * abs(ref)
+    assert minibatch_cka(net, data, layers_a=["1", "3"], progress=False).matrix == res.matrix

@@ -210,7 +210,9 @@ def test_bad_inputs():
             loss_landscape(model, nn.CrossEntropyLoss(reduction="none"), data, steps=2, points_per_pass=ppp)
 
 
-def test_non_tensor_outputs_give_nan_accuracy():
+def test_tuple_outputs_give_the_accuracy_of_their_logits():
+    # the loss and the accuracy both see the logits (the first element; common/outputs.py), where the
+    # accuracy used to be silently NaN
     class TupleOut(nn.Module):
         def __init__(self):
             super().__init__()
@@ -220,9 +222,14 @@ def test_non_tensor_outputs_give_nan_accuracy():
             return self.fc(x), x
 
     data = (torch.randn(6, 3), torch.randint(0, 2, (6,)))
-    res = loss_landscape(TupleOut(), lambda out, y: nn.functional.cross_entropy(out[0], y), data, steps=2,
-                         progress=False)
-    assert np.isfinite(res.loss).all() and np.isnan(res.accuracy).all()
+    model = TupleOut()
+    dirs = filter_normalized_directions(model, 2, seed=0)
+    res = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=2, progress=False)
+    plain = loss_landscape(model.fc, nn.CrossEntropyLoss(), data, steps=2, progress=False,
+                           directions=[{n[len("fc."):]: t for n, t in d.items()} for d in dirs])
+    assert np.isfinite(res.accuracy).all()
+    np.testing.assert_allclose(res.accuracy, plain.accuracy)
+    np.testing.assert_allclose(res.loss, plain.loss, rtol=1e-6)
 
 
 def test_default_points_per_pass_is_one_on_cpu_and_gives_the_same_grid():

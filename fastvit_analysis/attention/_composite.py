@@ -10,7 +10,10 @@ They compute the same four primitives as the Triton kernels in ``kernels/attenti
     bwd_jvp:  tangents of (dQ, dK, dV, dB) from the tangents of Q, K, V, B and dO
 
 Notation (per batch and head): S = scale * Q K^T + B, P = softmax(S), O = P V,
-lse = logsumexp(S).  Tangents carry a ``t_`` prefix.  ``bias`` is either None or a tensor
+lse = logsumexp(S).  Tangents carry a ``t_`` prefix.
+
+A fully masked query row (every score -inf) outputs O = 0, like SDPA, with zero gradients and
+tangents; its lse is stored as +inf, so that P = exp(S - lse) = 0 in every later pass (no 0/0).  ``bias`` is either None or a tensor
 already broadcastable to (B, H, N, N); the bias gradient is reduced to the bias's own shape.
 """
 from __future__ import annotations
@@ -69,6 +72,17 @@ def _safe_max(m: Tensor) -> Tensor:
     return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
 
 
+def _safe_sum(l: Tensor) -> Tensor:
+    # l = 0 only on fully masked rows, whose accumulators are 0 too: dividing by 1 gives O = 0.
+    return torch.where(l > 0, l, torch.ones_like(l))
+
+
+def _row_lse(m: Tensor, l: Tensor) -> Tensor:
+    """logsumexp of each row from its running max and sum; +inf on fully masked rows (l = 0)."""
+    lse = _safe_max(m) + torch.log(_safe_sum(l))
+    return torch.where(l > 0, lse, torch.full_like(lse, float("inf"))).squeeze(-1)
+
+
 def fwd(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], scale: float,
         block: int = DEFAULT_BLOCK) -> tuple[Tensor, Tensor]:
     """O (B, H, N, D) and lse (B, H, N) by online softmax over key blocks."""
@@ -88,9 +102,8 @@ def fwd(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], scale: float,
             l = l * alpha + p.sum(dim=-1, keepdim=True)
             acc = acc * alpha + pv
         m = m_new
-    o = acc / l
-    lse = (_safe_max(m) + torch.log(l)).squeeze(-1)
-    return o, lse
+    o = acc / _safe_sum(l)
+    return o, _row_lse(m, l)
 
 
 def fwd_jvp(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], scale: float,
@@ -128,11 +141,11 @@ def fwd_jvp(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], scale: floa
             acc_t = acc_t * alpha + pv_t
             row_t = row_t * alpha + p_ts.sum(-1, keepdim=True)
         m = m_new
-    o = acc / l
-    t_lse = row_t / l
-    t_o = acc_t / l - t_lse * o
-    lse = (_safe_max(m) + torch.log(l)).squeeze(-1)
-    return o, lse, t_o, t_lse.squeeze(-1)
+    l_safe = _safe_sum(l)
+    o = acc / l_safe
+    t_lse = row_t / l_safe
+    t_o = acc_t / l_safe - t_lse * o
+    return o, _row_lse(m, l), t_o, t_lse.squeeze(-1)
 
 
 def _tangent_scores(q: Tensor, k_blk: Tensor, t_q: Optional[Tensor], t_k_full: Optional[Tensor],

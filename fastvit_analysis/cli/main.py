@@ -77,8 +77,19 @@ def cka_batch(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------- parser
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default once and only when it is true: not for on/off flags (their help
+    says what they switch), not for None (the help names the real default), not where the help
+    already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default is None or default is argparse.SUPPRESS
+                or "default" in text.lower()):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,22 +104,27 @@ def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str = "test",
-                batch_size: int = 64, num_samples: int | None = 512) -> None:
+def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str | None = "test",
+                batch_size: int = 64, num_samples: int | None = 512, out: str = "fastvit-out") -> None:
+    """Model, data and run options; `split=None`: the command chooses its splits (no --split)."""
     g = p.add_argument_group("model and data")
     if model:
         g.add_argument("--model", required=True, help=MODEL_HELP)
         g.add_argument("--checkpoint", default=None,
-                       help="weights to load into --model (a name); must match its architecture")
+                       help="weights to load into --model (a name); must match its architecture "
+                            "(default: the model's own initial weights)")
     g.add_argument("--data", default="synthetic", help=DATA_HELP)
-    g.add_argument("--split", default=split, choices=("train", "test"), help="which split to analyse")
+    if split is not None:
+        g.add_argument("--split", default=split, choices=("train", "test"), help="which split to analyse")
     g.add_argument("--batch-size", type=positive_int, default=batch_size, help="loader batch size")
     g.add_argument("--num-samples", type=positive_int, default=num_samples,
-                   help="use N samples of the split (a fixed, seeded subset; synthetic: generate N; omit for all)")
+                   help="use N samples of the split (a fixed, seeded subset; synthetic: generate N)"
+                        + (" (default: all)" if num_samples is None else ""))
     g.add_argument("--seed", type=int, default=0, help="seed of the data subset and random directions/noise")
     r = p.add_argument_group("run")
     r.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (under torchrun: each rank's local GPU)")
-    r.add_argument("--out", default=None, help="output directory for JSON results and PNG+PDF figures")
+    r.add_argument("--out", default=None,
+                   help=f"output directory for JSON results and PNG+PDF figures (default: ./{out})")
     r.add_argument("--no-progress", action="store_true", help="turn progress bars off")
     r.add_argument("--wait", action="store_true",
                    help="if another run holds --out (its .lock), wait for it instead of refusing")
@@ -147,13 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "fastvit-analysis train --model demo_vit --data synthetic --epochs 20 --out runs/vit",
                            "fastvit-analysis train --model alternet50_cifar --data cifar100:~/data/cifar100 "
                            "--epochs 300 --device cuda --out runs/alternet"))
-    _add_common(p, split="train", batch_size=96, num_samples=None)
+    _add_common(p, split=None, batch_size=96, num_samples=None, out="fastvit-train")  # trains on train, tests on test
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=positive_int, default=10)
+    t.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
     t.add_argument("--lr", type=positive_float, default=1.25e-4, help="peak learning rate (AdamW)")
     t.add_argument("--weight-decay", type=nonnegative_float, default=0.05, help="AdamW weight decay")
     t.add_argument("--warmup-epochs", type=int, default=None, help="linear warm-up epochs (default: min(5, epochs // 10))")
-    t.add_argument("--label-smoothing", type=nonnegative_float, default=0.1)
+    t.add_argument("--label-smoothing", type=nonnegative_float, default=0.1, help="label smoothing of the cross-entropy")
     t.add_argument("--mixup", type=nonnegative_float, default=1.0, help="Mixup alpha (0: off)")
     t.add_argument("--cutmix", type=nonnegative_float, default=0.8, help="CutMix alpha (0: off)")
     t.add_argument("--randaugment", default="rand-m9-n2", help="timm RandAugment config, or 'none'")
@@ -179,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "torchrun --nproc-per-node 4 -m fastvit_analysis hessian --mode max-eigen --model runs/vit/last.pt --device cuda"))
     _add_common(p, split="train", batch_size=16, num_samples=None)
     h = p.add_argument_group("hessian")
-    h.add_argument("--mode", default="spectrum", choices=("spectrum", "trace", "density", "max-eigen"))
+    h.add_argument("--mode", default="spectrum", choices=("spectrum", "trace", "density", "max-eigen"),
+                   help="what to compute (see above)")
     h.add_argument("--num-batches", type=positive_int, default=4, help="number of mini-batches of --batch-size")
     h.add_argument("--top-k", type=positive_int, default=5, help="eigenvalues per Hessian")
     h.add_argument("--which", default="LM", choices=("LA", "SA", "LM"),
@@ -210,14 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--steps", type=steps_type, default=21, help="grid points per axis")
     lg.add_argument("--span", type=float, nargs="+", default=[-1.0, 1.0], metavar="S",
                     help="grid range: 'LO HI', or one S for (-S, S)")
-    lg.add_argument("--dims", type=int, choices=(1, 2), default=2)
+    lg.add_argument("--dims", type=int, choices=(1, 2), default=2, help="a line (1) or a plane (2)")
     lg.add_argument("--norm", default="filter", choices=("filter", "axis0"),
                     help="filter normalisation: per output filter (Li et al.) or per fibre over dim 0 (paper's code)")
     lg.add_argument("--l2-coef", type=nonnegative_float, default=0.0,
                     help="plot NLL + coef * sum of parameter L2 norms (paper: 0.05)")
     lg.add_argument("--clip", type=positive_float, default=42.0, help="clip the loss surface this far above its minimum in the figure")
     lg.add_argument("--resume", dest="resume", action="store_true", default=True,
-                    help="reuse finished grid points in OUT/landscape_points (default)")
+                    help="reuse finished grid points in OUT/landscape_points (on unless --no-resume)")
     lg.add_argument("--no-resume", dest="resume", action="store_false", help="recompute every grid point")
     p.set_defaults(run="landscape")
 
@@ -267,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_examples("fastvit-analysis report --out runs", "fastvit-analysis report --out fastvit-demo --title 'My models'"))
     p.add_argument("--out", required=True, help="directory holding results (one subfolder per model)")
     p.add_argument("--html", default=None, help="report file (default: OUT/report.html)")
-    p.add_argument("--title", default="fastvit-analysis report")
+    p.add_argument("--title", default="fastvit-analysis report", help="title of the HTML page")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     p.set_defaults(run="report")
 
@@ -286,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="total time budget (default 14, or 1.5 with --quick)")
     p.add_argument("--models", nargs="+", default=["demo_resnet", "demo_vit", "demo_alternet"], help="models to compare")
     p.add_argument("--fresh", action="store_true", help="ignore checkpoints and results from a previous run")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the analyses")
     p.add_argument("--no-progress", action="store_true", help="turn progress bars off")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     p.set_defaults(run="demo")

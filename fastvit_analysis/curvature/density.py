@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.outputs import OutputFn
 from ..common.results import Result
 from .krylov import make_generator, rademacher
 from .lanczos import lanczos_tridiagonal
@@ -71,10 +72,12 @@ class HessianDensity(Result):
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,
                     steps: int = 90, weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
                     seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
-                    hvp_mode: str | None = None, progress: bool = True) -> HessianDensity:
+                    hvp_mode: str | None = None, output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensity:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:
+        output_fn: model output -> logits for dict/tuple/ModelOutput models the default rule
+            (common/outputs.py: a tensor, .logits, ["logits"], the first element) does not cover.
         num_probes: Rademacher probes; steps: Lanczos steps per probe (capped at the number of params).
         probes_per_pass: probes whose Lanczos runs share one batched HVP pass (default: as many as fit
             a Krylov buffer of `memory_budget_gib`).
@@ -89,7 +92,8 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+                        output_fn=output_fn)
     P = H.num_params
     steps = min(steps, P)
     if probes_per_pass is None:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..common.batches import iter_batches
 from ..common.fingerprint import fingerprint, hash_tensors
+from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
@@ -91,7 +92,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                             params: Sequence[str] | str | None = None, seed: int = 0,
                             batches_per_pass: int = 8, out: str | os.PathLike | None = None,
                             resume: bool = True, hvp_mode: str = "forward-over-reverse",
-                            progress: bool = True) -> MaxEigenvalueSpectrum:
+                            output_fn: OutputFn | None = None, progress: bool = True) -> MaxEigenvalueSpectrum:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
 
     Args:
@@ -105,6 +106,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
             folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
             with any of them changed is refused (StaleResultsError naming it) unless resume=False.
+        output_fn: model output -> logits when the default rule (a tensor, `.logits`, `["logits"]`,
+            the first element) does not fit the model.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
@@ -121,6 +124,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         raise ValueError(f"batches_per_pass must be a positive int, got {batches_per_pass!r}")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
+    check_output_fn(output_fn)
     named = select_parameters(model, params)
     P = sum(p.numel() for _, p in named)
     if not isinstance(top_k, int) or top_k < 1 or top_k >= P:
@@ -152,7 +156,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                     x = transform(x)
             xs.append(x)
         H = MiniBatchHessians(model, loss_fn, torch.stack(xs), targets[indices], weight_decay=weight_decay,
-                              params=params, first_index=indices[0], hvp_mode=hvp_mode)
+                              params=params, first_index=indices[0], hvp_mode=hvp_mode,
+                              output_fn=output_fn)
         v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
                                    generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
         gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)

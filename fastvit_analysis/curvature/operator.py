@@ -27,6 +27,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..common.batches import Batch, materialize_batches
 from ..common.modes import eval_mode
+from ..common.outputs import LogitsLoss, OutputFn
 from ..common.types import LossFn
 
 HVP_MODES = ("forward-over-reverse", "reverse-over-reverse", "double-backward")
@@ -172,7 +173,9 @@ class HessianOperator:
         model: any nn.Module; it is put in eval mode (BatchNorm running statistics, dropout and
             DropPath off) while products are computed, and its modes are restored afterwards.
             Parameters, buffers and `.grad` are never modified.
-        loss_fn: `loss_fn(outputs, targets) -> scalar`, e.g. nn.CrossEntropyLoss() (soft targets work).
+        loss_fn: `loss_fn(logits, targets) -> scalar`, e.g. nn.CrossEntropyLoss() (soft targets work).
+        output_fn: model output -> logits, for models returning a dict/tuple/ModelOutput the default
+            rule (fastvit_analysis.common.outputs.model_logits) does not cover.
         data: one (inputs, targets) batch or an iterable of batches; H is the batch-size-weighted
             average of the per-batch Hessians (the Hessian of the mean loss over all samples).
         weight_decay: λ of a (λ/2)‖θ‖² term: adds λ·v to every product.
@@ -202,11 +205,12 @@ class HessianOperator:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
                  params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
-                 hvp_mode: str | None = None):
+                 hvp_mode: str | None = None, output_fn: OutputFn | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {type(loss_fn).__name__}")
+        loss_fn = LogitsLoss(loss_fn, output_fn)  # the loss sees the logits of any model output (common/outputs.py)
         if not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay):
             raise ValueError(f"weight_decay must be a finite number, got {weight_decay!r}")
         if vectors_per_pass is not None and (not isinstance(vectors_per_pass, int) or vectors_per_pass < 1):
@@ -346,12 +350,12 @@ class MiniBatchHessians:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *,
                  weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
-                 first_index: int = 0, hvp_mode: str = "forward-over-reverse"):
+                 first_index: int = 0, hvp_mode: str = "forward-over-reverse", output_fn: OutputFn | None = None):
         # vmapped over mini-batches: "double-backward" (a kept autograd graph) cannot be vmapped and
         # computes as "reverse-over-reverse" here
         self.model = model
         self.weight_decay = float(weight_decay)
-        self._loss = _LossFunction(model, loss_fn, select_parameters(model, params), hvp_mode)
+        self._loss = _LossFunction(model, LogitsLoss(loss_fn, output_fn), select_parameters(model, params), hvp_mode)
         self.flat = self._loss.flat
         self.inputs = inputs.to(self.flat.device)
         self.targets = targets.to(self.flat.device)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.outputs import OutputFn
 from ..common.results import Result
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
@@ -64,11 +65,13 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
                      tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
-                     max_basis: int | None = None, hvp_mode: str | None = None,
+                     max_basis: int | None = None, hvp_mode: str | None = None, output_fn: OutputFn | None = None,
                      progress: bool = True) -> HessianSpectrum:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
     Args:
+        output_fn: model output -> logits for dict/tuple/ModelOutput models the default rule
+            (common/outputs.py: a tensor, .logits, ["logits"], the first element) does not cover.
         data: one (inputs, targets) batch or an iterable of batches (full-data Hessian).
         which: "LA" algebraically largest, "SA" smallest (most negative), "LM" largest magnitude.
         tol: converged when ‖Hv − λv‖ <= tol·|λ|max (checked explicitly at the end).
@@ -89,7 +92,8 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
     check_which(which)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+                        output_fn=output_fn)
     P = H.num_params
     _check_common(top_k, tol, P)
     if max_hvp is not None and max_hvp < 1:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from ..common.outputs import OutputFn
 from ..common.results import Result
 from .hutchpp import hutch_plus_plus, hutchinson
 from .krylov import make_generator
@@ -40,7 +41,7 @@ class HessianTrace(Result):
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,
                   method: str = "hutch++", weight_decay: float = 0.0,
                   params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
-                  hvp_mode: str | None = None, progress: bool = True) -> HessianTrace:
+                  hvp_mode: str | None = None, output_fn: OutputFn | None = None, progress: bool = True) -> HessianTrace:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
@@ -56,7 +57,8 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
                          f"got {num_probes!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode)
+    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+                        output_fn=output_fn)
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
     value, stderr, _ = estimator(H.matmat, H.num_params, num_probes, dtype=H.dtype, device=H.device,

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..common.batches import is_single_batch, iter_batches, model_device
 from ..common.modes import eval_mode
 from ..common.fingerprint import fingerprint, hash_data
+from ..common.outputs import OutputFn, check_output_fn, model_logits
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 
@@ -131,7 +132,8 @@ def _batches_reiterable(data: Any) -> Any:
 
 def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAULT_FREQS, *,
                      eps: float = 0.1, bandwidth: float = 0.2, seed: int = 0,
-                     out: str | None = None, resume: bool = True, progress: bool = True) -> NoiseRobustnessResult:
+                     out: str | None = None, resume: bool = True, output_fn: OutputFn | None = None,
+                     progress: bool = True) -> NoiseRobustnessResult:
     """Accuracy change under frequency-based noise at each frequency in `freqs`, in percent.
 
     Runs as a `run_sweep` over [clean, f₁, f₂, …] (resumable with `out`, shardable under torchrun). The
@@ -139,13 +141,16 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
     reproducible and independent of sharding.
 
     Args:
-        model: classifier returning logits (B, classes).
+        model: classifier returning logits (B, classes), or a dict/tuple/ModelOutput holding them
+            (see `output_fn`).
         data: (inputs, targets) batch or iterable of batches; targets are class indices.
         freqs: centre frequencies in radians (default 0.1π … 0.9π).
         eps, bandwidth: noise amplitude and annulus half-width (see `frequency_noise`).
         out, resume: directory for incremental results / reuse finished points. `out` records a
             fingerprint of the weights, the data (its bytes, hashed in one pass before the sweep) and
             the settings; a re-run with any of them changed is refused unless resume=False.
+        output_fn: model output -> logits; default: the output if it is a tensor, else its `.logits`,
+            `["logits"]` or first element (fastvit_analysis.common.outputs.model_logits).
 
     Example:
         >>> res = noise_robustness(model, loader, eps=0.1, progress=False)  # doctest: +SKIP
@@ -159,6 +164,7 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
     if any(f < 0 for f in freqs):
         raise ValueError(f"freqs must be >= 0 radians, got {freqs}")
     eps = _check_number("eps", eps)
+    check_output_fn(output_fn)
     data = _batches_reiterable(data)
     device = model_device(model)
 
@@ -169,7 +175,7 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
                 if freq is not None:
                     gen = torch.Generator(device=x.device).manual_seed(seed + i)
                     x = frequency_noise(x, freq, eps=eps, bandwidth=bandwidth, generator=gen)
-                pred = model(x).argmax(dim=-1)
+                pred = model_logits(model(x), output_fn).argmax(dim=-1)
                 correct += int((pred == y.to(pred.device)).sum())
                 total += int(y.shape[0])
         return {"accuracy": 100.0 * correct / total, "samples": total}

@@ -36,6 +36,7 @@ from torch.func import functional_call, vmap
 from ..common.batches import materialize_batches, model_device
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.modes import eval_mode
+from ..common.outputs import OutputFn, check_output_fn, model_logits
 from ..common.results import Result, nan_for_none
 from ..common.types import LossFn
 from ..sweep import run_sweep
@@ -90,8 +91,9 @@ class _PointEvaluator:
 
     def __init__(self, model: nn.Module, moving: dict[str, Tensor], fixed: dict[str, Tensor],
                  buffers: dict[str, Tensor], directions: list[Direction],
-                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn):
+                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn, output_fn: OutputFn | None = None):
         self.model, self.moving, self.fixed = model, moving, fixed
+        self.output_fn = output_fn
         self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
         self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
@@ -111,7 +113,7 @@ class _PointEvaluator:
         return params
 
     def _single(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        out = functional_call(self.model, (params, self.shared), (x,))
+        out = model_logits(functional_call(self.model, (params, self.shared), (x,)), self.output_fn)
         loss = self.loss_fn(out, y)
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
@@ -214,12 +216,14 @@ def default_points_per_pass(device: torch.device) -> int:
 
 def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tensor, Tensor]],
                     base: dict[str, Tensor], directions: list[Direction], coords: Sequence[Sequence[float]],
-                    *, buffers: dict[str, Tensor] | None = None) -> list[dict[str, float]]:
+                    *, buffers: dict[str, Tensor] | None = None,
+                    output_fn: OutputFn | None = None) -> list[dict[str, float]]:
     """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
 
     `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
     (a direction entry for a buffer name moves it too, e.g. BatchNorm statistics along an
     interpolation); `buffers` defaults to the model's. Σ‖p‖₂ counts parameters only.
+    `output_fn` picks the logits from the model's output (default rule: common/outputs.py).
     Returns one dict per point with "nll", "accuracy" and "l2_norm". The model is left untouched.
     """
     with eval_mode(model):
@@ -227,13 +231,15 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
         moving = {n: t for n, t in base.items() if n in moving_names}
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
-        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn)(coords)
+        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn,
+                               check_output_fn(output_fn))(coords)
 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],
                buffers: dict[str, Tensor] | None, directions: list[Direction], coordinates: list[np.ndarray],
                l2_coef: float, out: str | os.PathLike | None, resume: bool, points_per_pass: int | None,
-               progress: bool, desc: str, meta_extra: dict[str, Any]) -> LandscapeResult:
+               progress: bool, desc: str, meta_extra: dict[str, Any],
+               output_fn: OutputFn | None = None) -> LandscapeResult:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
     if points_per_pass is not None and (not isinstance(points_per_pass, int) or isinstance(points_per_pass, bool)
@@ -241,6 +247,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
         raise ValueError(f"points_per_pass: expected an int >= 1 or None, got {points_per_pass!r}")
     if not isinstance(l2_coef, (int, float)) or not math.isfinite(l2_coef):
         raise ValueError(f"l2_coef: expected a finite number, got {l2_coef!r}")
+    check_output_fn(output_fn)
     device = model_device(model)
     if points_per_pass is None:
         points_per_pass = default_points_per_pass(device)
@@ -251,7 +258,8 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
 
     def evaluate(points: list[tuple[int, ...]]) -> list[dict[str, float]]:
         coords = [[float(coordinates[a][i]) for a, i in enumerate(p)] for p in points]
-        return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers)
+        return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers,
+                               output_fn=output_fn)
 
     meta = print_ = None
     if out is not None:
@@ -279,13 +287,15 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
                    span: Span | Sequence[Span] = (-1.0, 1.0), dims: int = 2, l2_coef: float = 0.0,
                    out: str | os.PathLike | None = None, resume: bool = True,
                    points_per_pass: int | None = None, seed: int = 0, norm: str = "filter",
-                   progress: bool = True) -> LandscapeResult:
+                   output_fn: OutputFn | None = None, progress: bool = True) -> LandscapeResult:
     """Loss (and accuracy) of `model` on a `steps`-point line (dims=1) or `steps`×`steps` grid (dims=2).
 
     Args:
         model: the network at θ*; evaluated in eval mode, never modified (restored exactly).
-        loss_fn: ``(outputs, targets) -> scalar batch mean``, e.g. ``nn.CrossEntropyLoss()``; must be
+        loss_fn: ``(logits, targets) -> scalar batch mean``, e.g. ``nn.CrossEntropyLoss()``; must be
             vmap-compatible (any torch-op loss is).
+        output_fn: model output -> logits; default: the output if it is a tensor, else its
+            ``.logits``, ``["logits"]`` or first element (common/outputs.py).
         data: one (inputs, targets) batch or an iterable of batches; every point passes over all of it.
             It is read once and kept on the model's device, so it must fit there and be
             deterministic (no random augmentation: under torchrun every rank reads it on its own).
@@ -323,4 +333,4 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
     return _landscape(model, loss_fn, data, base=base, buffers=None, directions=directions,
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
                       points_per_pass=points_per_pass, progress=progress, desc="landscape",
-                      meta_extra={})
+                      meta_extra={}, output_fn=output_fn)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..common.outputs import OutputFn
 from ..common.results import Result
 from .directions import Direction
 from .grid import LandscapeResult, LossFn, Span, _check_grid, _landscape
@@ -52,7 +53,7 @@ def _buffers_of(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]
 def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: Any, *, steps: int = 21,
                 span: Span = (0.0, 1.0), l2_coef: float = 0.0, interpolate_buffers: bool = True,
                 out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
-                progress: bool = True) -> LandscapeResult:
+                output_fn: OutputFn | None = None, progress: bool = True) -> LandscapeResult:
     """Loss along θ(t) = (1−t)·θa + t·θb for t in linspace(*span, steps) (span beyond [0, 1] extrapolates).
 
     Args:
@@ -91,7 +92,8 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: A
     return _landscape(model_a, loss_fn, data, base=base, buffers=None, directions=[direction],
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
                       points_per_pass=points_per_pass, progress=progress, desc="interpolate",
-                      meta_extra={"kind": "interpolate", "interpolate_buffers": bool(interpolate_buffers)})
+                      meta_extra={"kind": "interpolate", "interpolate_buffers": bool(interpolate_buffers)},
+                      output_fn=output_fn)
 
 
 @dataclass
@@ -154,7 +156,7 @@ def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: 
                model: nn.Module, steps: int = 21, span: Span | Sequence[Span] | None = None,
                margin: float = 0.2, center: bool = True, l2_coef: float = 0.0,
                out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
-               progress: bool = True) -> TrajectoryResult:
+               output_fn: OutputFn | None = None, progress: bool = True) -> TrajectoryResult:
     """Project a training trajectory on the top-2 PCA directions of θ_t − θ_final and map the loss there.
 
     Args:
@@ -162,7 +164,7 @@ def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: 
             or a path to one (torch.save). At least 3.
         model: the architecture; only used functionally (its own parameters are not read or changed).
             Buffers come from the final checkpoint where it has them, else from `model`.
-        loss_fn, data: as in :func:`loss_landscape`; with data=None only the projection is computed.
+        loss_fn, data, output_fn: as in :func:`loss_landscape`; with data=None only the projection is computed.
         span: (lo, hi) for both axes or one pair per axis; default: the range of the projected
             checkpoints (and 0) widened by `margin` of its width on each side.
         center: PCA of the centred differences, as Li et al. (sklearn PCA); False: uncentred SVD.
@@ -208,6 +210,7 @@ def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: 
         landscape = _landscape(model, loss_fn, data, base=final, buffers=_buffers_of(states[-1], model),
                                directions=device_dirs, coordinates=coordinates, l2_coef=l2_coef, out=out,
                                resume=resume, points_per_pass=points_per_pass, progress=progress,
-                               desc="trajectory", meta_extra={"kind": "trajectory", "center": bool(center)})
+                               desc="trajectory", meta_extra={"kind": "trajectory", "center": bool(center)},
+                               output_fn=output_fn)
     return TrajectoryResult(coordinates=coords, explained_variance_ratio=ratio, landscape=landscape,
                             directions=directions)
