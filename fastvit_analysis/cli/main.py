@@ -93,7 +93,7 @@ def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str = "test",
+def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str | None = "test",
                 batch_size: int = 64, num_samples: int | None = 512) -> None:
     g = p.add_argument_group("model and data")
     if model:
@@ -101,7 +101,8 @@ def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str = 
         g.add_argument("--checkpoint", default=None,
                        help="weights to load into --model (a name); must match its architecture")
     g.add_argument("--data", default="synthetic", help=DATA_HELP)
-    g.add_argument("--split", default=split, choices=("train", "test"), help="which split to analyse")
+    if split is not None:  # train always trains on the train split and evaluates on the test split
+        g.add_argument("--split", default=split, choices=("train", "test"), help="which split to analyse")
     g.add_argument("--batch-size", type=positive_int, default=batch_size, help="loader batch size")
     g.add_argument("--num-samples", type=positive_int, default=num_samples,
                    help="use N samples of the split (a fixed, seeded subset; synthetic: generate N; omit for all)")
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "fastvit-analysis train --model demo_vit --data synthetic --epochs 20 --out runs/vit",
                            "fastvit-analysis train --model alternet50_cifar --data cifar100:~/data/cifar100 "
                            "--epochs 300 --device cuda --out runs/alternet"))
-    _add_common(p, split="train", batch_size=96, num_samples=None)
+    _add_common(p, split=None, batch_size=96, num_samples=None)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=10)
     t.add_argument("--lr", type=positive_float, default=1.25e-4, help="peak learning rate (AdamW)")
@@ -159,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=positive_float, default=None, help="stop (with a checkpoint) after the epoch in which this budget runs out")
     t.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on N test samples (default: the whole test split)")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convolutions on CPU)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    resume = t.add_mutually_exclusive_group()
+    resume.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    resume.add_argument("--force-resume", action="store_true",
+                        help="continue OUT/last.pt even when its hyper-parameters differ from these (by default "
+                             "a resume with other hyper-parameters is refused)")
     p.set_defaults(run="train")
 
     # hessian ----------------------------------------------------------------------------------
