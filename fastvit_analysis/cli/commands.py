@@ -129,7 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
     except (OSError, FloatingPointError) as exc:  # unwritable/full --out, divergence: one line, no traceback
         if args.debug:
             raise
-        raise RuntimeError(f"train: {exc}") from None
+        message = str(exc)
+        raise RuntimeError(message if message.startswith("train:") else f"train: {message}") from None
     summary, plot = extract.training(result)
     summary["checkpoint"] = str(out / "last.pt")
     summary["world size"] = result.world_size
