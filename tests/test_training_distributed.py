@@ -103,3 +103,21 @@ def test_two_ranks_match_one_rank_and_resume_across_world_sizes(tmp_path):
         reference = _history(tmp_path / source)["history"][1]
         assert resumed["history"][1]["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-4)
         assert resumed["history"][1]["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_train_under_torchrun_writes_once(tmp_path):
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "fastvit_analysis", "train", "--model", "demo_resnet", "--epochs", "1",
+                           "--num-samples", "32", "--test-samples", "24", "--batch-size", "16", "--out", str(out),
+                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("train [run]") == 1 and "world size=2" in done.stdout  # rank 0 reports
+    payload = json.loads((out / "train.json").read_text())
+    assert payload["summary"]["world size"] == 2
+    row = payload["result"]["history"][0]
+    assert row["samples"] == 32 and row["test_samples"] == 24 and 0 <= row["test_acc"] <= 100
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -139,11 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a model with the paper's recipe",
                        description="Train with the paper's CIFAR recipe (AdamW, warm-up + cosine, label "
                                    "smoothing, Mixup/CutMix, RandAugment, grad clipping, DropPath). "
-                                   "Checkpoints go to OUT/last.pt (resumed when present).",
+                                   "Checkpoints go to OUT/last.pt, resumed when present and written with the "
+                                   "same hyper-parameters (else refused: --no-resume or --force-resume); OUT is "
+                                   "locked for the run. Under torchrun: DistributedDataParallel, --batch-size is "
+                                   "the global batch (batch-size / world size per rank), rank 0 writes.",
                        epilog=_examples(
                            "fastvit-analysis train --model demo_vit --data synthetic --epochs 20 --out runs/vit",
                            "fastvit-analysis train --model alternet50_cifar --data cifar100:~/data/cifar100 "
-                           "--epochs 300 --device cuda --out runs/alternet"))
+                           "--epochs 300 --device cuda --out runs/alternet",
+                           "torchrun --nproc-per-node 4 -m fastvit_analysis train --model alternet50_cifar "
+                           "--data cifar100:~/data/cifar100 --epochs 300 --device cuda --out runs/alternet"))
     _add_common(p, split=None, batch_size=96, num_samples=None)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=10)

@@ -241,16 +241,8 @@ def _train(model: nn.Module, recipe: Recipe, train_data: Any, test_data: Any, fo
     if memory_format is not None:
         model.to(memory_format=memory_format)
     num_classes = num_classes_of(model)
-    batches = TrainBatches(train_data, batch_size=recipe.batch_size, randaugment=recipe.randaugment,
-                           crop_flip=recipe.crop_flip, num_samples=num_samples, seed=recipe.seed,
-                           num_workers=num_workers, rank=rank(), world_size=world)
-    if batches.spec_num_classes is not None and batches.spec_num_classes > num_classes:
-        raise ValueError(f"train_data {train_data!r} has {batches.spec_num_classes} classes but the model has "
-                         f"{num_classes} outputs; build it with num_classes={batches.spec_num_classes}")
+    batches = _training_batches(model, recipe, train_data, num_classes, num_samples, num_workers, world)
     evaluation = test_batches(test_data, recipe.batch_size, num_workers)
-    if recipe.drop_path is not None and _set_drop_path(model, recipe.drop_path) == 0 and recipe.drop_path > 0:
-        warnings.warn("train: drop_path given but the model has no DropPath module; build it with "
-                      "drop_path_rate=... instead", stacklevel=3)
 
     spec = model_spec(model) or {"model_name": None, "model_kwargs": {}}
     config = run_config(recipe.to_dict(), spec, train_data, num_samples)
@@ -265,10 +257,10 @@ def _train(model: nn.Module, recipe: Recipe, train_data: Any, test_data: Any, fo
         if ckpt is not None:
             start_epoch, history = restore(ckpt, model, optimizer, scheduler, str(out / "last.pt"))
             resumed_from = start_epoch
-            del ckpt
         elif checkpoint_every:
             from_rank_zero(lambda: folder.save_torch(  # type: ignore[union-attr]
                 "checkpoint_epoch0.pt", make_checkpoint(model, optimizer, scheduler, 0, history, spec, config, world)))
+        del ckpt
 
     net = wrap_data_parallel(model, device)
     runner = _EpochRunner(net, optimizer, scheduler, recipe, num_classes, device, memory_format)
@@ -284,11 +276,7 @@ def _train(model: nn.Module, recipe: Recipe, train_data: Any, test_data: Any, fo
                                       "lr": optimizer.param_groups[0]["lr"], "test_loss": None, "test_acc": None,
                                       "samples": metrics["samples"], "test_samples": None}
             if evaluation is not None:
-                scores = evaluate(model, evaluation, device=device, shard=world > 1)
-                if not math.isfinite(scores["loss"]):
-                    raise FloatingPointError(f"train: the test loss is {scores['loss']} after epoch {epoch}; the "
-                                             f"model diverged (lower lr, now {recipe.lr}, or enable grad_clip)")
-                record.update(test_loss=scores["loss"], test_acc=scores["acc"], test_samples=scores["samples"])
+                record.update(_test_epoch(model, evaluation, device, epoch, recipe))
             record["seconds"] = time.monotonic() - epoch_start
             history.append(record)
             if out is not None:  # rank 0 writes; a failure there stops every rank
@@ -311,6 +299,30 @@ def _train(model: nn.Module, recipe: Recipe, train_data: Any, test_data: Any, fo
                        resumed_from_epoch=resumed_from, stopped_early=stopped_early,
                        elapsed_s=time.monotonic() - started, model_name=spec.get("model_name"), world_size=world,
                        model=unwrap(net))
+
+
+def _training_batches(model: nn.Module, recipe: Recipe, train_data: Any, num_classes: int,
+                      num_samples: int | None, num_workers: int, world: int) -> TrainBatches:
+    """This rank's training batches; checks the data's classes against the model and sets DropPath."""
+    batches = TrainBatches(train_data, batch_size=recipe.batch_size, randaugment=recipe.randaugment,
+                           crop_flip=recipe.crop_flip, num_samples=num_samples, seed=recipe.seed,
+                           num_workers=num_workers, rank=rank(), world_size=world)
+    if batches.spec_num_classes is not None and batches.spec_num_classes > num_classes:
+        raise ValueError(f"train_data {train_data!r} has {batches.spec_num_classes} classes but the model has "
+                         f"{num_classes} outputs; build it with num_classes={batches.spec_num_classes}")
+    if recipe.drop_path is not None and _set_drop_path(model, recipe.drop_path) == 0 and recipe.drop_path > 0:
+        warnings.warn("train: drop_path given but the model has no DropPath module; build it with "
+                      "drop_path_rate=... instead", stacklevel=4)
+    return batches
+
+
+def _test_epoch(model: nn.Module, evaluation: Any, device: torch.device, epoch: int, recipe: Recipe) -> dict:
+    """test_loss, test_acc (%), test_samples after `epoch` (split over ranks); a non-finite loss is an error."""
+    scores = evaluate(model, evaluation, device=device, shard=world_size() > 1)
+    if not math.isfinite(scores["loss"]):
+        raise FloatingPointError(f"train: the test loss is {scores['loss']} after epoch {epoch}; the "
+                                 f"model diverged (lower lr, now {recipe.lr}, or enable grad_clip)")
+    return {"test_loss": scores["loss"], "test_acc": scores["acc"], "test_samples": scores["samples"]}
 
 
 def _write_epoch(folder: OutputFolder, ckpt: dict[str, Any], epoch: int, history: list[dict[str, Any]],
