@@ -47,6 +47,12 @@ def test_sharded_evaluation_counts_every_sample_once(monkeypatch):
     assert [b[0].shape[0] for b in shard_batches(batches, 0, 2)] == [4, 5]
     assert [b[0].shape[0] for b in shard_batches(batches, 1, 2)] == [3]
     assert sums[0]["samples"] + sums[1]["samples"] == full["samples"] == 12
+    # one batch over two ranks: rank 1's share is empty and adds nothing (here: no samples to divide by)
+    monkeypatch.setattr("fastvit_analysis.training.loop.rank", lambda: 1)
+    with pytest.raises(ValueError, match="evaluation saw 0 samples"):
+        evaluate(model, batches[0], shard=True)
+    monkeypatch.setattr("fastvit_analysis.training.loop.rank", lambda: 0)
+    assert evaluate(model, batches[0], shard=True)["samples"] == 4
     pooled = (sums[0]["loss"] * 9 + sums[1]["loss"] * 3) / 12
     assert pooled == pytest.approx(full["loss"], rel=1e-12)
 

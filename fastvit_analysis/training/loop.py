@@ -49,10 +49,11 @@ def evaluate(model: nn.Module, data: Any, *, device: str | torch.device | None =
         4
     """
     device = model_device(model) if device is None else torch.device(device)
-    batches = shard_batches(data, rank(), world_size()) if shard else data
+    # a rank's share may hold no batch (fewer batches than ranks): it then adds zeros to the sums
+    batches = list(shard_batches(data, rank(), world_size())) if shard else data
     total_loss, correct, count = 0.0, 0, 0
     with eval_mode(model):
-        for x, y in iter_batches(batches, device=device, name="test_data"):
+        for x, y in (iter_batches(batches, device=device, name="test_data") if not shard or batches else ()):
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
