@@ -85,9 +85,9 @@ def test_two_ranks_match_one_rank_and_resume_across_world_sizes(tmp_path):
         == untimed  # every rank reports the same numbers
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["samples"] == a["samples"] == 32 and b["test_samples"] == a["test_samples"]
-        # the same global batches and gradients: equal to float rounding (the loss falls ~10x more per epoch)
+        # the same global batches and gradients: equal to float32 rounding (measured 5e-8 relative)
         for key in ("train_loss", "test_loss", "lr"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
         assert b["test_acc"] == pytest.approx(a["test_acc"], abs=100 / a["test_samples"] + 1e-9)
     assert one["history"][1]["train_loss"] < one["history"][0]["train_loss"]
     # rank 0 alone wrote: one set of files, no stray temporaries
@@ -107,8 +107,8 @@ def test_two_ranks_match_one_rank_and_resume_across_world_sizes(tmp_path):
         resumed = _history(folder)
         assert resumed["resumed_from"] == 1 and resumed["world_size"] == nproc
         reference = _history(tmp_path / source)["history"][1]
-        assert resumed["history"][1]["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-4)
-        assert resumed["history"][1]["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-4)
+        assert resumed["history"][1]["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-5)
+        assert resumed["history"][1]["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
 
 
 @pytest.mark.slow
