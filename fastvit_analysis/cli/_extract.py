@@ -237,9 +237,9 @@ def training(result) -> tuple[dict, dict]:
             value = float(value)
         if isinstance(value, (int, float)) or value is None:
             summary[label] = value
-    for key, col, scale in (("train loss", "train_loss", 1), ("train accuracy (%)", "train_acc", 100),
-                            ("test loss", "test_loss", 1), ("test accuracy (%)", "test_acc", 100)):
+    for key, col in (("train loss", "train_loss"), ("train accuracy (%)", "train_acc"),  # train reports percent
+                     ("test loss", "test_loss"), ("test accuracy (%)", "test_acc")):
         series = [v for v in plot.get(col, []) if v is not None]
-        summary[key] = scale * series[-1] if series else None
+        summary[key] = series[-1] if series else None
     summary["stopped early"] = bool(get(result, "stopped_early", default=False))
     return summary, plot

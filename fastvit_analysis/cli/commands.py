@@ -114,6 +114,7 @@ def _fmt(value: Any) -> str:
 # ------------------------------------------------------------------------------------------ train
 def run_train(args: argparse.Namespace) -> int:
     from .. import train
+    from ..training import ResumeMismatchError
 
     device = common.setup(args)
     common.check_model_arg(args.model)
@@ -124,16 +125,28 @@ def run_train(args: argparse.Namespace) -> int:
     test_loader = common.build_loader(args.data, "test", 256, num_samples=args.test_samples, seed=args.seed)
     randaugment = None if args.randaugment.lower() in ("none", "off", "") else args.randaugment
     start = time.perf_counter()
-    # the spec string (not a loader) lets train() augment each image (crop, flip, RandAugment)
-    result = train(model, args.data, test_data=test_loader, epochs=args.epochs, lr=args.lr,
-                   weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
-                   label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
-                   randaugment=randaugment, grad_clip=args.grad_clip, drop_path=args.drop_path, out=str(out),
-                   checkpoint_every=args.checkpoint_every, resume=not args.no_resume, device=device,
-                   progress=progress_flag(args), max_minutes=args.max_minutes, seed=args.seed,
-                   num_samples=args.num_samples, channels_last=args.channels_last)
+    try:
+        # the spec string (not a loader) lets train() augment each image (crop, flip, RandAugment)
+        result = train(model, args.data, test_data=test_loader, epochs=args.epochs, lr=args.lr,
+                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                       label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
+                       randaugment=randaugment, grad_clip=args.grad_clip, drop_path=args.drop_path, out=str(out),
+                       checkpoint_every=args.checkpoint_every,
+                       resume="force" if args.force_resume else not args.no_resume, device=device,
+                       progress=progress_flag(args), max_minutes=args.max_minutes, seed=args.seed,
+                       num_samples=args.num_samples, channels_last=args.channels_last)
+    except ResumeMismatchError as exc:
+        raise CLIError(f"cannot resume from {str(out / 'last.pt')!r}: its run had other hyper-parameters "
+                       f"({'; '.join(exc.differences)}); start over with --no-resume, or continue anyway with "
+                       f"--force-resume") from None
+    except (OSError, FloatingPointError) as exc:  # unwritable/full --out, divergence: one line, no traceback
+        if args.debug:
+            raise
+        message = str(exc)
+        raise RuntimeError(message if message.startswith("train:") else f"train: {message}") from None
     summary, plot = extract.training(result)
     summary["checkpoint"] = str(out / "last.pt")
+    summary["world size"] = result.world_size
     # labelled by its folder, like the analyses that later read OUT/last.pt
     finish(args, out, "train", result, summary, plot, time.perf_counter() - start, label=out.resolve().name)
     return 0

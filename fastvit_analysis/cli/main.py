@@ -114,7 +114,7 @@ def _add_common(p: argparse.ArgumentParser, *, model: bool = True, split: str | 
                        help="weights to load into --model (a name); must match its architecture "
                             "(default: the model's own initial weights)")
     g.add_argument("--data", default="synthetic", help=DATA_HELP)
-    if split is not None:
+    if split is not None:  # train always trains on the train split and evaluates on the test split
         g.add_argument("--split", default=split, choices=("train", "test"), help="which split to analyse")
     g.add_argument("--batch-size", type=positive_int, default=batch_size, help="loader batch size")
     g.add_argument("--num-samples", type=positive_int, default=num_samples,
@@ -158,11 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a model with the paper's recipe",
                        description="Train with the paper's CIFAR recipe (AdamW, warm-up + cosine, label "
                                    "smoothing, Mixup/CutMix, RandAugment, grad clipping, DropPath). "
-                                   "Checkpoints go to OUT/last.pt (resumed when present).",
+                                   "Checkpoints go to OUT/last.pt, resumed when present and written with the "
+                                   "same hyper-parameters (else refused: --no-resume or --force-resume); OUT is "
+                                   "locked for the run. Under torchrun: DistributedDataParallel, --batch-size is "
+                                   "the global batch (batch-size / world size per rank), rank 0 writes.",
                        epilog=_examples(
                            "fastvit-analysis train --model demo_vit --data synthetic --epochs 20 --out runs/vit",
                            "fastvit-analysis train --model alternet50_cifar --data cifar100:~/data/cifar100 "
-                           "--epochs 300 --device cuda --out runs/alternet"))
+                           "--epochs 300 --device cuda --out runs/alternet",
+                           "torchrun --nproc-per-node 4 -m fastvit_analysis train --model alternet50_cifar "
+                           "--data cifar100:~/data/cifar100 --epochs 300 --device cuda --out runs/alternet"))
     _add_common(p, split=None, batch_size=96, num_samples=None, out="fastvit-train")  # trains on train, tests on test
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
@@ -179,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=positive_float, default=None, help="stop (with a checkpoint) after the epoch in which this budget runs out")
     t.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on N test samples (default: the whole test split)")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convolutions on CPU)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    resume = t.add_mutually_exclusive_group()
+    resume.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    resume.add_argument("--force-resume", action="store_true",
+                        help="continue OUT/last.pt even when its hyper-parameters differ from these (by default "
+                             "a resume with other hyper-parameters is refused)")
     p.set_defaults(run="train")
 
     # hessian ----------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def training(entries: Entries):
     ax_l.set_xlabel("epoch")
     ax_l.set_ylabel("train loss")
     ax_a.set_xlabel("epoch")
-    ax_a.set_ylabel("test accuracy")
+    ax_a.set_ylabel("test accuracy (%)")
     ax_a.legend(fontsize=8)
     fig.tight_layout()
     return fig

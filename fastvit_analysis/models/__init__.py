@@ -12,11 +12,12 @@ Example:
 from . import alternet, vit_cifar  # noqa: F401  (registration side effect)
 from .alternet import AlterNet, MSABlock, PreActBottleneck, WindowAttention
 from .config import CIFAR_MEAN_STD, IMAGENET_MEAN_STD, MODEL_KINDS
-from .factory import create, load_checkpoint, model_kind, model_spec
+from .factory import create, describe_mismatch, load_checkpoint, model_kind, model_spec, state_dict_mismatch
 from .vit_cifar import LocalTokenAttention, local_attention_mask
 
 REGISTERED_MODELS = tuple(sorted(MODEL_KINDS))
 
 __all__ = ["AlterNet", "MSABlock", "PreActBottleneck", "WindowAttention", "LocalTokenAttention",
            "local_attention_mask", "create", "load_checkpoint", "model_kind", "model_spec",
+           "state_dict_mismatch", "describe_mismatch",
            "CIFAR_MEAN_STD", "IMAGENET_MEAN_STD", "MODEL_KINDS", "REGISTERED_MODELS"]

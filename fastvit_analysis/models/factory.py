@@ -19,7 +19,8 @@ from torch import nn
 
 from .config import MODEL_KINDS, attach_spec
 
-__all__ = ["create", "model_kind", "load_checkpoint", "model_spec", "is_checkpoint_path"]
+__all__ = ["create", "model_kind", "load_checkpoint", "model_spec", "is_checkpoint_path", "state_dict_mismatch",
+           "describe_mismatch"]
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
@@ -52,9 +53,16 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict written by `train` ({"model", "model_name", "model_kwargs", "epoch", ...}).
+    """Read a checkpoint written by `train` ({"model", "model_name", "model_kwargs", "epoch", ...}), or a bare
+    state_dict file (`torch.save(model.state_dict(), path)`), returned as {"model": state_dict}.
 
     The file is unpickled (it holds optimizer and RNG states), so load only checkpoints you trust.
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = tempfile.mktemp(suffix=".pt"); torch.save(torch.nn.Linear(2, 1).state_dict(), path)
+        >>> sorted(load_checkpoint(path)["model"])
+        ['bias', 'weight']
     """
     path = Path(path)
     if not path.is_file():
@@ -63,10 +71,17 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # corrupt or not a torch file
         raise ValueError(f"checkpoint {str(path)!r} could not be read: {exc}") from exc
+    if _is_state_dict(ckpt):
+        return {"model": dict(ckpt)}
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"checkpoint {str(path)!r} is not a fastvit_analysis checkpoint "
-                         f"(expected a dict with 'model', 'model_name', 'model_kwargs')")
+        raise ValueError(f"checkpoint {str(path)!r} is neither a fastvit_analysis checkpoint (a dict with 'model', "
+                         f"'model_name', 'model_kwargs') nor a state_dict (parameter names -> tensors)")
     return ckpt
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (isinstance(obj, dict) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
+            and all(isinstance(v, torch.Tensor) for v in obj.values()))
 
 
 def create(name_or_checkpoint: str, **kwargs: Any) -> nn.Module:
@@ -102,10 +117,10 @@ def create(name_or_checkpoint: str, **kwargs: Any) -> nn.Module:
     build_kwargs = {**(ckpt.get("model_kwargs") or {}), **kwargs}
     model = create(name, **build_kwargs)
     state = ckpt["model"]
-    missing, unexpected = _state_dict_mismatch(model, state)
+    missing, unexpected = state_dict_mismatch(model, state)
     if missing or unexpected:
         raise ValueError(f"checkpoint {name_or_checkpoint!r} does not match model {name!r} "
-                         f"(kwargs {build_kwargs}): {_describe(missing, unexpected)}")
+                         f"(kwargs {build_kwargs}): {describe_mismatch(missing, unexpected)}")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # shape mismatch
@@ -116,13 +131,25 @@ def create(name_or_checkpoint: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def _state_dict_mismatch(model: nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+def state_dict_mismatch(model: nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(missing, unexpected): the sorted keys of `model.state_dict()` absent from `state`, and the reverse.
+
+    Example:
+        >>> state_dict_mismatch(nn.Linear(2, 1), {"weight": torch.zeros(1, 2), "scale": torch.ones(1)})
+        (['bias'], ['scale'])
+    """
     expected = set(model.state_dict())
     given = set(state)
     return sorted(expected - given), sorted(given - expected)
 
 
-def _describe(missing: list[str], unexpected: list[str]) -> str:
+def describe_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    """One line naming how many keys are missing / unexpected, with up to three examples of each.
+
+    Example:
+        >>> describe_mismatch(["bias"], ["scale"])
+        '1 missing keys (e.g. bias); 1 unexpected keys (e.g. scale)'
+    """
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
