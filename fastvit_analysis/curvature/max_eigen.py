@@ -22,15 +22,20 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
+from ..common.intervals import Estimate, bootstrap_interval
 from ..common.results import Result
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
+
+
+SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 
 @dataclass
@@ -39,6 +44,9 @@ class MaxEigenvalueSpectrum(Result):
 
     negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
     (nan when none). residuals [num_batches, top_k]: explicit ‖H_b v − λ v‖.
+    `summary()` gives these and pooled quantiles with 95% intervals from a bootstrap over
+    MINI-BATCHES (a resample draws whole rows of `eigenvalues`, not single values: the k values of
+    one mini-batch's Hessian are not independent).
     """
 
     eigenvalues: Tensor
@@ -54,6 +62,35 @@ class MaxEigenvalueSpectrum(Result):
     def values(self) -> Tensor:
         """All pooled eigenvalues, flat."""
         return self.eigenvalues.reshape(-1)
+
+    def summary(self, *, quantiles: Sequence[float] = SUMMARY_QUANTILES, seed: int = 0,
+                num_resamples: int = 1000) -> dict[str, Estimate]:
+        """{"negative_fraction", "positive_mean", "quantile_<q>"...}: Estimates with n = mini-batches.
+
+        Intervals: percentile bootstrap over mini-batches (`bootstrap_interval`, fixed `seed`); the
+        fractions and the positive mean are ratios of pooled totals over the resampled mini-batches.
+
+        Example:
+            >>> r = MaxEigenvalueSpectrum(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
+            ...                           torch.ones(2, 2, dtype=torch.bool), 0.25, 2.0, 16, "LM", 10)
+            >>> s = r.summary()
+            >>> s["negative_fraction"].value, s["positive_mean"].value, s["positive_mean"].n
+            (0.25, 2.0, 2)
+        """
+        values = self.eigenvalues.double().numpy()                  # [mini-batches, k]
+        finite = np.isfinite(values)
+        totals = np.stack([(values < 0).sum(1), finite.sum(1), np.where(values > 0, values, 0.0).sum(1),
+                           (values > 0).sum(1)], axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = {"negative_fraction": bootstrap_interval(totals, lambda t: t[:, 0] / t[:, 1], pooled=True,
+                                                           seed=seed, num_resamples=num_resamples),
+                   "positive_mean": bootstrap_interval(totals, lambda t: t[:, 2] / t[:, 3], pooled=True,
+                                                       seed=seed, num_resamples=num_resamples)}
+        for q in quantiles:
+            out[f"quantile_{q:g}"] = bootstrap_interval(
+                values, lambda rows, q=q: np.nanquantile(rows.reshape(-1), q), seed=seed,
+                num_resamples=num_resamples)
+        return out
 
     def plot(self, axes=None, **kwargs):
         """The paper's two-panel density (negative and positive ranges); see curvature.plot."""
