@@ -63,6 +63,14 @@ class MaxEigenvalueSpectrum(Result):
         """All pooled eigenvalues, flat."""
         return self.eigenvalues.reshape(-1)
 
+    def per_batch_totals(self) -> np.ndarray:
+        """Per mini-batch [#values < 0, #finite values, Σ values > 0, #values > 0] -> (num_batches, 4):
+        the negative fraction is t0/t1 and the positive mean t2/t3 of their (resampled) totals."""
+        values = self.eigenvalues.double().numpy()
+        return np.stack([(values < 0).sum(1), np.isfinite(values).sum(1),
+                         np.where(values > 0, values, 0.0).sum(1), (values > 0).sum(1)],
+                        axis=1).astype(np.float64)
+
     def summary(self, *, quantiles: Sequence[float] = SUMMARY_QUANTILES, seed: int = 0,
                 num_resamples: int = 1000) -> dict[str, Estimate]:
         """{"negative_fraction", "positive_mean", "quantile_<q>"...}: Estimates with n = mini-batches.
@@ -78,9 +86,7 @@ class MaxEigenvalueSpectrum(Result):
             (0.25, 2.0, 2)
         """
         values = self.eigenvalues.double().numpy()                  # [mini-batches, k]
-        finite = np.isfinite(values)
-        totals = np.stack([(values < 0).sum(1), finite.sum(1), np.where(values > 0, values, 0.0).sum(1),
-                           (values > 0).sum(1)], axis=1).astype(np.float64)
+        totals = self.per_batch_totals()
         with np.errstate(invalid="ignore", divide="ignore"):
             out = {"negative_fraction": bootstrap_interval(totals, lambda t: t[:, 0] / t[:, 1], pooled=True,
                                                            seed=seed, num_resamples=num_resamples),
