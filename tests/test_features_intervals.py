@@ -1,0 +1,132 @@
+"""SPEC §5 intervals of the feature analyses: per-batch pieces, bootstrap over batches and summary()
+checked against direct formulas (torch.fft / torch.var on the resampled batches) on tiny data."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from fastvit_analysis import extract_features, fourier_analysis, variance_analysis
+from fastvit_analysis.common.intervals import bootstrap_indices
+from fastvit_analysis.features.extract import to_feature_map
+from fastvit_analysis.features.statistics import feature_statistics
+
+SIZES = [3, 5, 4, 6, 2, 5, 3, 4, 4]  # 9 uneven batches: enough for intervals (>= 8)
+R = 200
+
+
+def _vit():
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2,
+                             num_classes=3).eval()
+
+
+def _loader(sizes=SIZES):
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(n, 3, 16, 16, generator=g), torch.zeros(n, dtype=torch.long)) for n in sizes]
+
+
+def _maps(model, x, name):
+    feats = extract_features(model, x)
+    z = feats[name]
+    return to_feature_map(z, feats.prefix_tokens[name]).to(torch.float64) if z.ndim == 3 else z.double()
+
+
+def _diag_log_amplitude(maps):
+    """a(k), k = 0 .. ceil(n/2)-1, of a stack of maps (B, C, n, n) straight from torch.fft."""
+    n = maps.shape[-1]
+    a = torch.log(torch.fft.fft2(maps).abs() + 1e-6).mean(dim=(0, 1))
+    return torch.stack([a[k, k] for k in range((n + 1) // 2)])
+
+
+def _percentiles(reps):
+    lo, hi = np.quantile(np.asarray(reps), [0.025, 0.975], axis=0)
+    return np.stack([lo, hi], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, data = _vit(), _loader()
+    fourier, variance = feature_statistics(model, data, progress=False, num_resamples=R)
+    return model, data, fourier, variance
+
+
+def test_fourier_batch_pieces_and_bootstrap_match_direct_formula(setup):
+    model, data, res, _ = setup
+    assert res.num_batches == len(SIZES) and res.batch_sizes == SIZES
+    name = res.names[-1]
+    maps = [_maps(model, x, name) for x, _ in data]
+    per_batch = torch.stack([_diag_log_amplitude(m) for m in maps]).numpy()
+    np.testing.assert_allclose(res.batch_log_amplitude[-1], per_batch, rtol=1e-5, atol=1e-5)
+    # the interval: resample whole batches, concatenate their maps, Δ from torch.fft directly
+    reps = []
+    for idx in bootstrap_indices(len(SIZES), R, seed=0):
+        a = _diag_log_amplitude(torch.cat([maps[i] for i in idx]))
+        reps.append((a - a[0]).numpy())
+    expected = _percentiles(reps)
+    np.testing.assert_allclose(np.asarray(res.delta_ci95[-1]), expected, rtol=1e-5, atol=1e-5)
+    s = res.summary()["high_frequency/last"]
+    assert s.n == len(SIZES) and s.value == res.high_frequency[-1]
+    assert s.ci95 == pytest.approx(tuple(expected[-1]), abs=1e-5)
+    assert s.ci95[0] <= s.value <= s.ci95[1]
+    # per-batch Δ at the highest frequency, weighted by batch size, is the pooled value
+    hf = res.batch_high_frequency
+    assert hf.shape == (len(SIZES), len(res.names))
+    np.testing.assert_allclose(np.average(hf, axis=0, weights=SIZES), res.high_frequency, rtol=1e-9, atol=1e-12)
+
+
+def test_variance_batch_pieces_and_bootstrap_match_direct_formula(setup):
+    model, data, _, res = setup
+    name = res.names[-1]
+    maps = [_maps(model, x, name) for x, _ in data]
+    per_batch = [m.flatten(2).var(dim=-1).mean().item() for m in maps]
+    np.testing.assert_allclose(np.asarray(res.batch_variance)[:, -1], per_batch, rtol=1e-5)
+    reps = [torch.cat([maps[i] for i in idx]).flatten(2).var(dim=-1).mean().item()
+            for idx in bootstrap_indices(len(SIZES), R, seed=0)]
+    expected = _percentiles(reps)
+    s = res.summary()["variance/last"]
+    assert s.n == len(SIZES) and s.value == res.variance[-1]
+    assert s.ci95 == pytest.approx(tuple(expected), rel=1e-5)
+    assert list(res.summary()) == ["variance/last"] + [f"variance/{n}" for n in res.names]
+
+
+def test_summaries_serialise_and_are_deterministic(setup):
+    model, data, fourier, variance = setup
+    again_f, again_v = feature_statistics(model, data, progress=False, num_resamples=R)
+    assert json.dumps(fourier.to_dict()) == json.dumps(again_f.to_dict())
+    assert json.dumps(variance.to_dict()) == json.dumps(again_v.to_dict())
+    d = json.loads(json.dumps(fourier.to_dict()))
+    last = d["summary"]["high_frequency/last"]
+    assert set(last) == {"value", "ci95", "n"} and last["n"] == len(SIZES) and None not in last["ci95"]
+    other = fourier_analysis(model, data, progress=False, num_resamples=R, bootstrap_seed=1)
+    assert other.delta_log_amplitude == fourier.delta_log_amplitude
+    assert other.delta_ci95 != fourier.delta_ci95
+
+
+def test_fewer_than_eight_batches_give_nan_intervals():
+    model = _vit()
+    res = variance_analysis(model, _loader([4, 4, 4]), progress=False)
+    s = res.summary()["variance/last"]
+    assert s.n == 3 and all(math.isnan(c) for c in s.ci95)
+    single = fourier_analysis(model, _loader([8])[0], progress=False)
+    e = single.to_dict()["summary"]["high_frequency/last"]
+    assert e["n"] == 1 and e["ci95"] == [None, None] and e["value"] is not None
+
+
+def test_radial_spectrum_intervals():
+    model = _vit()
+    res = fourier_analysis(model, _loader(), spectrum="radial", progress=False, num_resamples=R)
+    ci = np.asarray(res.delta_ci95[-1])
+    delta = np.asarray(res.delta_log_amplitude[-1])
+    assert ci.shape == (len(delta), 2) and (ci[:, 0] <= delta + 1e-12).all() and (delta <= ci[:, 1] + 1e-12).all()
+    np.testing.assert_allclose(np.average(np.asarray(res.batch_log_amplitude[-1]), axis=0, weights=SIZES),
+                               res.log_amplitude[-1], rtol=1e-9)
+
+
+def test_bad_num_resamples():
+    with pytest.raises(ValueError, match="num_resamples must be an integer >= 200"):
+        fourier_analysis(_vit(), _loader(), progress=False, num_resamples=50)
+    with pytest.raises(ValueError, match="num_resamples must be an integer >= 200"):
+        variance_analysis(_vit(), _loader(), progress=False, num_resamples=10)
