@@ -17,7 +17,7 @@ How each contrast gets its interval (the same resampling for both models, SPEC �
   still a valid interval when the units are independent); otherwise each is resampled on its own.
 - C5, C8 (noise robustness, accuracy): per test image, paired over the same images when both models
   carry per-image correctness of equal length; independent resampling otherwise.
-- C4, C7 (Fourier, CKA): a paired bootstrap over batches when the results carry per-batch data;
+- C4, C7 (Fourier, CKA): a (paired) bootstrap over batches when the results carry per-batch data;
   otherwise the difference of the two models' summary Estimates with independent normal errors;
   otherwise the point value with no interval (inconclusive, said in the detail).
 - The per-block parts of C4 and C6 count the blocks of each kind (MSA vs Conv/MLP, pooled over the
@@ -52,6 +52,7 @@ import numpy as np
 from .common.intervals import (Estimate, bootstrap_difference, bootstrap_indices, verdict,
                                wilson_interval)
 from .common.results import Result, atomic_write_text
+from .features.fourier import MIN_BATCHES   # fewer units than this: NaN interval (too coarse a bootstrap)
 
 __all__ = ["evaluate_claims", "ClaimsResult", "ClaimRow", "ROLES", "CLAIMS", "stage_of"]
 
@@ -188,7 +189,7 @@ def _difference(a: _Measure, b: _Measure, *, seed: int, num_resamples: int,
     if a.units is not None and b.units is not None and a.statistic is b.statistic:
         paired = a.units.shape[0] == b.units.shape[0]
         e = bootstrap_difference(a.units, b.units, a.statistic, pooled=True, paired=paired, seed=seed,
-                                 num_resamples=num_resamples)
+                                 num_resamples=num_resamples, min_units=MIN_BATCHES)
         how = (f"paired bootstrap over {a.units.shape[0]} {a.unit}" if paired else
                f"independent bootstrap over {a.units.shape[0]} and {b.units.shape[0]} {a.unit}")
         return Estimate(scale * e.value, (scale * e.ci95[0], scale * e.ci95[1]), e.n), how
@@ -285,15 +286,23 @@ def _max_eigen_measure(key: str) -> Callable[[Any], _Measure | None]:
 
 
 def _fourier_last_high(result: Any) -> _Measure | None:
+    """Δ log amplitude at the highest frequency of the last latent. Units: per batch b the rows
+    [n_b·Δ_b, n_b] (Δ_b from that batch's own mean log amplitude, `batch_log_amplitude`), whose pooled
+    ratio is the batch-size-weighted mean = the result's value."""
     delta = _field(result, "delta_log_amplitude")
     if not delta:
         return None
     summary = _summary(result)
-    for key in ("dlogamp_high_last", "high_frequency_last", "last_high_frequency", "last_block_high_frequency"):
-        if key in summary:
-            return _Measure(summary[key])
-    last = _floats(delta[-1])
-    return _Measure(Estimate(float(last[-1]), _NAN2, int(_field(result, "num_samples", 0) or 1)))
+    last = float(_floats(delta[-1])[-1])
+    estimate = summary.get("high_frequency/last") or Estimate(last, _NAN2, int(_field(result, "num_batches", 0) or 1))
+    per_batch = _field(result, "batch_log_amplitude")
+    sizes = _field(result, "batch_sizes")
+    if per_batch and sizes and len(per_batch[-1]) == len(sizes) >= 2:
+        amp = _floats(per_batch[-1])                           # (num_batches, K) of the last latent
+        w = np.asarray(sizes, dtype=np.float64)
+        units = np.stack([w * (amp[:, -1] - amp[:, 0]), w], axis=1)
+        return _Measure(estimate, units, _ratio_01, "data batches")
+    return _Measure(estimate)
 
 
 def _robustness_measure(result: Any) -> _Measure | None:
@@ -444,7 +453,8 @@ def _cka_row(claim_id: str, role: str, results, roles, *, seed: int, num_resampl
 
         from .common.intervals import bootstrap_interval
 
-        contrast = bootstrap_interval(hsic, statistic, pooled=True, seed=seed, num_resamples=num_resamples)
+        contrast = bootstrap_interval(hsic, statistic, pooled=True, seed=seed, num_resamples=num_resamples,
+                                      min_units=MIN_BATCHES)
         how = f"bootstrap over {hsic.shape[0]} batches"
     else:
         contrast = Estimate(value, _NAN2, int(_field(r, "num_batches", 0) or 1))

@@ -149,21 +149,44 @@ def test_c4_per_block_counts_and_last_block_point_value():
     assert claims({"vit": {"fourier": block_result(VIT_KINDS, mixed)}}).row("C4.msa").verdict == "inconclusive"
 
 
-def test_c4_uses_summary_intervals_as_independent_errors_when_present():
-    class WithSummary(FourierResult):
-        def summary(self):
-            return {"dlogamp_high_last": Estimate(self.delta_log_amplitude[-1][-1],
-                                                  (self.delta_log_amplitude[-1][-1] - 0.3,
-                                                   self.delta_log_amplitude[-1][-1] + 0.4), 16)}
+def fourier_batches(last_high: float, sd: float, seed: int, batches: int = 10) -> FourierResult:
+    """Two latents; per batch the last latent's log amplitude is [0, last_high + noise_b]."""
+    rng = np.random.default_rng(seed)
+    sizes = [8] * (batches - 1) + [5]
+    amp_last = [[0.0, last_high + sd * rng.normal()] for _ in range(batches)]
+    amp_first = [[0.0, 0.0]] * batches
+    w = np.asarray(sizes, float)
+    mean = float((w * np.array([a[1] for a in amp_last])).sum() / w.sum())
+    return FourierResult(["patch_embed", "blocks.0:msa"], ["embed", "msa"], [0.0, 1.0], [[0.0, math.pi]] * 2,
+                         [[0.0, 0.0], [0.0, mean]], [[0.0, 0.0], [0.0, mean]], num_batches=batches,
+                         batch_sizes=sizes, batch_log_amplitude=[amp_first, amp_last])
 
+
+def test_c4_paired_bootstrap_over_fourier_batches():
+    vit, cnn = fourier_batches(-2.0, 0.3, 0), fourier_batches(0.5, 0.3, 1)
+    row = claims({"vit": {"fourier": vit}, "resnet": {"fourier": cnn}}, num_resamples=300).row("C4")
+    assert row.contrast.value == pytest.approx(vit.high_frequency[-1] - cnn.high_frequency[-1])
+    assert row.verdict == "supported" and "paired bootstrap over 10 data batches" in row.detail
+    w = np.asarray(vit.batch_sizes, float)
+    hv = np.array([a[1] for a in vit.batch_log_amplitude[-1]])
+    hc = np.array([a[1] for a in cnn.batch_log_amplitude[-1]])
+    reps = [(w[i] * hv[i]).sum() / w[i].sum() - (w[i] * hc[i]).sum() / w[i].sum()
+            for i in bootstrap_indices(10, 300)]
+    assert row.contrast.ci95 == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])))
+    assert claims({"vit": {"fourier": cnn}, "resnet": {"fourier": vit}}).row("C4").verdict == "not supported"
+
+
+def test_c4_uses_summary_intervals_as_independent_errors_without_batches():
     def make(h):
-        return WithSummary(["a", "b"], ["embed", "msa"], [0.0, 1.0], [[0, 3.14]] * 2, [[0, 0.0], [0, h]],
-                           [[0, 0.0], [0, h]])
+        d = block_result(["embed", "msa"], [0.0, h]).to_dict()
+        d.pop("batch_log_amplitude")
+        d["summary"] = {"high_frequency/last": {"value": h, "ci95": [h - 0.3, h + 0.4], "n": 16}}
+        return d
     row = claims({"vit": {"fourier": make(-2.0)}, "resnet": {"fourier": make(0.0)}}).row("C4")
     half = math.hypot(0.35, 0.35)
     assert row.contrast.value == pytest.approx(-2.0)
     assert row.contrast.ci95 == pytest.approx((-2.0 - half, -2.0 + half))
-    assert row.verdict == "supported"
+    assert row.verdict == "supported" and "independent normal" in row.detail
 
 
 def test_c6_variance_blocks_and_resnet_stage_ends():

@@ -154,7 +154,7 @@ def _landscape_setup():
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
-    data = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)] + [(x[32:35], y[32:35])]
+    data = [(x[i:i + 4], y[i:i + 4]) for i in range(0, 36, 4)] + [(x[36:39], y[36:39])]   # 10 batches
     return model, data
 
 

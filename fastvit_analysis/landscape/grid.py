@@ -38,6 +38,7 @@ from ..common.batches import materialize_batches, model_device
 from ..common.intervals import Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
 from ..common.results import Result
+from ..features.fourier import MIN_BATCHES
 from ..sweep import run_sweep
 from .directions import Direction, directions_fingerprint, filter_normalized_directions
 
@@ -122,7 +123,7 @@ class LandscapeResult(Result):
 
         border_rise: mean `loss` on the border (`border_mask`) minus `loss` at the centre, and
         centre_loss: percentile bootstrap over the DATA BATCHES (n = batches; NaN interval when the
-        per-batch losses were not recorded or there is one batch). centre_accuracy: Wilson, percent,
+        per-batch losses were not recorded or there are fewer than 8 batches, as for the features). centre_accuracy: Wilson, percent,
         n = samples (classification only).
 
         Example:
@@ -146,10 +147,11 @@ class LandscapeResult(Result):
         else:
             per_unit, statistic = units
             out["border_rise"] = bootstrap_interval(per_unit, statistic, pooled=True, seed=seed,
-                                                    num_resamples=num_resamples)
+                                                    num_resamples=num_resamples, min_units=MIN_BATCHES)
             l2_centre = float(self.l2_coef) * float(np.asarray(self.l2_norm)[centre])
             out["centre_loss"] = bootstrap_interval(per_unit[:, 1:3], lambda t: t[:, 0] / t[:, 1] + l2_centre,
-                                                    pooled=True, seed=seed, num_resamples=num_resamples)
+                                                    pooled=True, seed=seed, num_resamples=num_resamples,
+                                                    min_units=MIN_BATCHES)
         correct = None
         if self.batch_correct is not None:
             correct = float(np.asarray(self.batch_correct, dtype=np.float64)[centre].sum())
