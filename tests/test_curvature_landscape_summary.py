@@ -207,3 +207,58 @@ def test_landscape_without_per_batch_data_reports_a_nan_interval():
     e = r.summary()["border_rise"]
     assert e.value == pytest.approx(1.5) and all(np.isnan(e.ci95))
     assert "centre_accuracy" not in r.summary()
+
+
+# ----------------------------------------------------------------------------------------- figures
+def _band_polygons(ax):
+    from matplotlib.collections import PolyCollection
+
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def test_max_eigen_plot_shades_the_mini_batch_band_matching_a_direct_loop():
+    import matplotlib
+    matplotlib.use("Agg")
+    from fastvit_analysis.curvature.plot import histogram_band
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.3, 1.0, size=(20, 5))
+    res = _spectrum(values)
+    fig, (neg, pos) = res.plot(bins=6)
+    assert len(_band_polygons(neg)) == 1 and len(_band_polygons(pos)) == 1
+    assert "fraction" in neg.get_title() and "[" in neg.get_title()
+    edges = np.histogram(values[values > 0], bins=6)[1]
+    band = histogram_band(values, edges, num_resamples=200)
+    reps = []
+    for idx in bootstrap_indices(20, 200):
+        v = values[idx].reshape(-1)
+        reps.append(np.histogram(v, bins=edges)[0] / (v.size * np.diff(edges)))
+    np.testing.assert_allclose(band.ci95, np.stack(_percentile(reps), axis=-1), rtol=1e-12)
+    pooled = values.reshape(-1)
+    np.testing.assert_allclose(band.value, np.histogram(pooled, bins=edges)[0] / (pooled.size * np.diff(edges)))
+
+
+def test_density_and_landscape_curve_plots_draw_bands(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from fastvit_analysis.landscape.plot import plot_border_rise, plot_curve
+
+    res = hessian_density(mlp(), CE, batch("mlp"), num_probes=3, steps=8, progress=False)
+    fig, ax = res.plot()
+    assert len(_band_polygons(ax)) == 1
+    model, data = _landscape_setup()
+    line = loss_landscape(model, CE, data, steps=5, dims=1, progress=False)
+    band = line.loss_band()            # what plot_curve draws
+    assert band.n == 10 and band.ci95.shape == (5, 2)
+    np.testing.assert_allclose(band.value, line.loss, rtol=1e-12)
+    fig = plot_curve(line)
+    (poly,) = _band_polygons(fig.axes[0])
+    ys = poly.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(band.ci95[..., 0].min()) and ys.max() == pytest.approx(band.ci95[..., 1].max())
+    grid = loss_landscape(model, CE, data, steps=3, progress=False)
+    fig = plot_border_rise({"a": grid, "b": grid})
+    fig.savefig(tmp_path / "rise.png")
+    e = grid.summary()["border_rise"]
+    (bar_errors,) = [c for c in fig.axes[0].collections]
+    segs = bar_errors.get_segments()
+    assert segs[0][:, 1] == pytest.approx(list(e.ci95))

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..common.batches import materialize_batches, model_device
-from ..common.intervals import Estimate, bootstrap_interval, wilson_interval
+from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
 from ..common.results import Result
 from ..features.fourier import MIN_BATCHES
@@ -117,6 +117,21 @@ class LandscapeResult(Result):
         l2_rise = float(self.l2_coef) * (float(l2[mask].mean()) - float(l2[centre])) if self.l2_coef else 0.0
         units = np.stack([per_batch[mask].mean(0), per_batch[centre], sizes, sizes * l2_rise], axis=1)
         return units, _rise_from_totals
+
+    def loss_band(self, *, seed: int = 0, num_resamples: int = 1000) -> ArrayEstimate | None:
+        """Pointwise 95% band of `loss` over the grid (shape loss.shape + (2,) in `.ci95`): bootstrap
+        over data batches, n = batches (NaN with fewer than 8). None without per-batch data."""
+        if self.batch_loss_sum is None or self.batch_sizes is None:
+            return None
+        shape = np.shape(self.loss)
+        per_batch = np.asarray(self.batch_loss_sum, dtype=np.float64).reshape(-1, len(self.batch_sizes)).T
+        sizes = np.asarray(self.batch_sizes, dtype=np.float64)[:, None]
+        l2 = float(self.l2_coef) * np.asarray(self.l2_norm, dtype=np.float64).reshape(-1)
+        P = per_batch.shape[1]
+        band = bootstrap_interval(np.concatenate([per_batch, sizes], axis=1),
+                                  lambda t: t[:, :P] / t[:, P:] + l2[None], pooled=True, seed=seed,
+                                  num_resamples=num_resamples, min_units=MIN_BATCHES)
+        return ArrayEstimate(np.asarray(band.value).reshape(shape), np.asarray(band.ci95).reshape(*shape, 2), band.n)
 
     def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
         """{"border_rise", "centre_loss", "centre_accuracy"} with 95% intervals (SPEC §5).
