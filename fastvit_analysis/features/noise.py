@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from ..common.batches import is_single_batch, iter_batches, model_device
 from ..common.modes import eval_mode
-from ..common.results import Result
+from ..common.fingerprint import fingerprint, hash_data
+from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 
 DEFAULT_FREQS = tuple(round(k * 0.1, 10) * math.pi for k in range(1, 10))  # 0.1π … 0.9π
@@ -142,7 +143,9 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
         data: (inputs, targets) batch or iterable of batches; targets are class indices.
         freqs: centre frequencies in radians (default 0.1π … 0.9π).
         eps, bandwidth: noise amplitude and annulus half-width (see `frequency_noise`).
-        out, resume: directory for incremental results / reuse finished points.
+        out, resume: directory for incremental results / reuse finished points. `out` records a
+            fingerprint of the weights, the data (its bytes, hashed in one pass before the sweep) and
+            the settings; a re-run with any of them changed is refused unless resume=False.
 
     Example:
         >>> res = noise_robustness(model, loader, eps=0.1, progress=False)  # doctest: +SKIP
@@ -172,12 +175,16 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
         return {"accuracy": 100.0 * correct / total, "samples": total}
 
     points = [("clean", 0.0)] + [("freq", f) for f in freqs]
-    meta = {"analysis": "noise_robustness", "model": type(model).__name__, "eps": eps,
-            "bandwidth": bandwidth, "seed": seed}
+    meta = {"analysis": "noise_robustness", "model": type(model).__name__}
+    print_ = None
+    if out is not None:
+        print_ = fingerprint("noise_robustness/2", model=model, data_hash=hash_data(data),
+                             settings={"eps": eps, "bandwidth": bandwidth, "seed": seed})
     results = run_sweep(lambda pts: [accuracy(None if kind == "clean" else f) for kind, f in pts], points,
-                        out=out, resume=resume, meta=meta, desc="noise robustness", progress=progress)
-    clean = float(results[0]["accuracy"])
-    noisy = [float(r["accuracy"]) for r in results[1:]]
+                        out=out, resume=resume, meta=meta, fingerprint=print_, desc="noise robustness",
+                        progress=progress)
+    clean = float(nan_for_none(results[0]["accuracy"]))
+    noisy = [float(nan_for_none(r["accuracy"])) for r in results[1:]]
     return NoiseRobustnessResult(freqs=freqs, delta_accuracy=[a - clean for a in noisy], noisy_accuracy=noisy,
                                  clean_accuracy=clean, eps=eps, bandwidth=bandwidth,
                                  num_samples=int(results[0]["samples"]))
