@@ -194,3 +194,50 @@ def test_cka_batch_hsic_bootstrap_and_stage_means_match_direct_formula():
     assert json.dumps(again.to_dict()) == json.dumps(res.to_dict())
     with pytest.raises(ValueError, match="stages: one label per latent"):
         minibatch_cka(model, data, progress=False, stages=[0, 1])
+
+
+# --- noise robustness ----------------------------------------------------------------------
+
+def test_noise_summary_matches_direct_per_image_loop():
+    from scipy import stats
+
+    from fastvit_analysis import frequency_noise, noise_robustness
+    from fastvit_analysis.common.intervals import paired_difference
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 3, (n,), generator=g)) for n in (20, 17, 23)]
+    freqs = [0.2 * math.pi, 0.6 * math.pi, 0.8 * math.pi]
+    res = noise_robustness(model, data, freqs, eps=2.0, seed=3, progress=False)
+
+    def correct(f):
+        out = []
+        with torch.no_grad():
+            for i, (x, y) in enumerate(data):
+                if f is not None:
+                    x = frequency_noise(x, f, eps=2.0, generator=torch.Generator().manual_seed(3 + i))
+                out.append(model(x).argmax(-1) == y)
+        return torch.cat(out).numpy()
+
+    clean = correct(None)
+    noisy = [correct(f) for f in freqs]
+    np.testing.assert_array_equal(res.correct(), np.stack([clean] + noisy))
+    s = res.summary()
+    n = len(clean)
+    wilson = stats.binomtest(int(clean.sum()), n).proportion_ci(method="wilson")
+    assert s["clean_accuracy"].value == pytest.approx(100 * clean.mean()) and s["clean_accuracy"].n == n
+    assert s["clean_accuracy"].ci95 == pytest.approx((100 * wilson.low, 100 * wilson.high))
+    for f, row in zip(freqs, noisy):
+        e = s[f"delta_accuracy/{f / math.pi:.3g}pi"]
+        assert e.value == pytest.approx(100 * (row.mean() - clean.mean()))
+        assert e.ci95 == pytest.approx(paired_difference(clean, row, scale=100).ci95)
+    high = s["delta_accuracy/high"]
+    direct = 100 * ((noisy[1].astype(float) + noisy[2]) / 2 - clean).mean()
+    assert high.value == pytest.approx(direct) and high.n == n and high.ci95[0] <= high.value <= high.ci95[1]
+    d = json.loads(json.dumps(res.to_dict()))
+    assert set(d["summary"]) == {"clean_accuracy", "delta_accuracy/0.2pi", "delta_accuracy/0.6pi",
+                                 "delta_accuracy/0.8pi", "delta_accuracy/high"}
+    again = noise_robustness(model, data, freqs, eps=2.0, seed=3, progress=False)
+    assert json.dumps(again.to_dict()) == json.dumps(res.to_dict())
