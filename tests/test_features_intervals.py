@@ -241,3 +241,23 @@ def test_noise_summary_matches_direct_per_image_loop():
                                  "delta_accuracy/0.8pi", "delta_accuracy/high"}
     again = noise_robustness(model, data, freqs, eps=2.0, seed=3, progress=False)
     assert json.dumps(again.to_dict()) == json.dumps(res.to_dict())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.container import ErrorbarContainer
+
+    assert any(isinstance(c, ErrorbarContainer) for c in res.plot().axes[0].containers)
+
+
+def test_figures_draw_interval_bands(setup):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+
+    _, _, fourier, variance = setup
+    for fig in (fourier.plot(), fourier.plot_high_frequency(), variance.plot()):
+        ax = fig.axes[0]
+        assert any(isinstance(c, PolyCollection) for c in ax.collections)  # the 95% band
+    single = variance_analysis(_vit(), _loader([4])[0], progress=False)  # NaN interval: no band
+    assert not [c for c in single.plot().axes[0].collections if isinstance(c, PolyCollection)]
