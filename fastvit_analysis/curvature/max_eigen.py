@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
+from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import Estimate, bootstrap_interval
-from ..common.results import Result
+from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
@@ -144,7 +145,9 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             seeded per mini-batch (seed, index), so results are reproducible and resumable.
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
         batches_per_pass: mini-batches solved together (vmap); memory grows with it.
-        out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep).
+        out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
+            folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
+            with any of them changed is refused (StaleResultsError naming it) unless resume=False.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
@@ -209,13 +212,20 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(), "n_hvp": n_hvp}
                 for r in range(len(indices))]
 
-    meta = {"analysis": "max_eigenvalue_spectrum", "batch_size": batch_size, "num_batches": n, "top_k": top_k,
-            "which": which, "tol": tol, "max_hvp": max_hvp, "seed": seed, "num_params": P,
-            "weight_decay": weight_decay, "transform": transform is not None}
-    results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta,
+    meta = {"analysis": "max_eigenvalue_spectrum"}
+    print_ = None
+    if out is not None:
+        print_ = fingerprint(
+            "max_eigenvalue_spectrum/2", model=model, data_hash=hash_tensors({"inputs": inputs, "targets": targets}),
+            settings={"batch_size": batch_size, "num_batches": n, "top_k": top_k, "which": which, "tol": tol,
+                      "max_hvp": max_hvp, "max_basis": max_basis, "seed": seed, "num_params": P,
+                      "params": [name for name, _ in named], "weight_decay": weight_decay,
+                      "transform": transform, "hvp_mode": hvp_mode, "loss_fn": loss_fn,
+                      "loss_reduction": getattr(loss_fn, "reduction", None)})
+    results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta, fingerprint=print_,
                         chunk_size=batches_per_pass, desc="max_eigenvalue_spectrum", progress=progress)
-    values = torch.tensor([r["eigenvalues"] for r in results], dtype=torch.float64)
-    residuals = torch.tensor([r["residuals"] for r in results], dtype=torch.float64)
+    values = torch.tensor([nan_for_none(r["eigenvalues"]) for r in results], dtype=torch.float64)
+    residuals = torch.tensor([nan_for_none(r["residuals"]) for r in results], dtype=torch.float64)
     scale = values.abs().amax(dim=1, keepdim=True)
     positive = values[values > 0]
     return MaxEigenvalueSpectrum(

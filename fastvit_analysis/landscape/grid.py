@@ -22,7 +22,6 @@ Killed? Run the same command again: the points already in ``runs/vit`` are not r
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -35,12 +34,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..common.batches import materialize_batches, model_device
+from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
-from ..common.results import Result
+from ..common.results import Result, nan_for_none
 from ..features.fourier import MIN_BATCHES
 from ..sweep import run_sweep
-from .directions import Direction, directions_fingerprint, filter_normalized_directions
+from .directions import Direction, filter_normalized_directions
 
 __all__ = ["loss_landscape", "LandscapeResult", "evaluate_points"]
 
@@ -56,7 +56,8 @@ class LandscapeResult(Result):
     + coordinates[1][j]·d2``. ``loss = nll + l2_coef·l2_norm`` where ``nll`` is the data loss
     (sample-weighted mean of ``loss_fn`` over the batches) and ``l2_norm`` is Σ_p ‖p‖₂ over all
     parameters at that point (sum of per-tensor L2 norms, not squared). ``accuracy`` is the top-1
-    fraction, NaN when the outputs are not (B, C) logits with integer targets.
+    accuracy in percent (0-100, as every analysis reports it), NaN when the outputs are not (B, C)
+    logits with integer targets.
 
     Per data batch (for intervals that resample batches, SPEC §5): ``batch_loss_sum[..., b]`` is the
     sum of ``loss_fn`` over batch b's samples at each point (batch mean × its size), ``batch_correct[..., b]``
@@ -171,7 +172,7 @@ class LandscapeResult(Result):
         if self.batch_correct is not None:
             correct = float(np.asarray(self.batch_correct, dtype=np.float64)[centre].sum())
         elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.n_samples:
-            correct = float(np.asarray(self.accuracy)[centre]) * self.n_samples
+            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.n_samples   # percent
         if correct is not None and math.isfinite(correct) and self.n_samples:
             out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.n_samples), scale=100.0)
         return out
@@ -311,16 +312,6 @@ def _check_grid(steps: Any, span: Any, dims: int) -> list[np.ndarray]:
     return [np.linspace(lo, hi, steps) for lo, hi in arr]
 
 
-def _hash_tensors(named: dict[str, Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(named):
-        t = named[name].detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def default_points_per_pass(device: torch.device) -> int:
     """Grid points per vmapped pass when the caller does not choose: 1 on CPU, 4 elsewhere.
 
@@ -374,38 +365,28 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
         coords = [[float(coordinates[a][i]) for a, i in enumerate(p)] for p in points]
         return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers)
 
-    meta = None
+    meta = print_ = None
     if out is not None:
-        shared = dict(buffers if buffers is not None else model.named_buffers())
-        meta = {
-            "kind": "loss_landscape",
-            "parameter_shapes_sha256": hashlib.sha256(repr(
-                [(n, tuple(t.shape)) for n, t in sorted(base.items())]).encode()).hexdigest(),
-            "parameters_sha256": _hash_tensors(base),
-            "buffers_sha256": _hash_tensors(shared),
-            "directions_sha256": directions_fingerprint(directions),
-            "coordinates": [c.tolist() for c in coordinates],
-            "l2_coef": float(l2_coef),
-            "loss_fn": getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__),
-            "n_samples": sum(int(x.shape[0]) for x, _ in batches),
-            "n_batches": len(batches),
-            "input_shape": list(batches[0][0].shape[1:]),
-            **meta_extra,
-        }
-    results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, chunk_size=points_per_pass,
-                        desc=desc, progress=progress)
+        meta = {"kind": "loss_landscape", "n_samples": sum(int(x.shape[0]) for x, _ in batches), **meta_extra}
+        data_hash = hash_tensors([{"inputs": x, "targets": y} for x, y in batches])
+        print_ = fingerprint(
+            "loss_landscape/2", parameters=base,
+            buffers=dict(buffers if buffers is not None else model.named_buffers()), data_hash=data_hash,
+            settings={"directions": hash_tensors(directions), "coordinates": [c.tolist() for c in coordinates],
+                      "l2_coef": float(l2_coef), "loss_fn": loss_fn,
+                      "loss_reduction": getattr(loss_fn, "reduction", None), **meta_extra})
+    results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, fingerprint=print_,
+                        chunk_size=points_per_pass, desc=desc, progress=progress)
     shape = tuple(len(c) for c in coordinates)
-    nll = np.array([float(r["nll"]) for r in results]).reshape(shape)
-    acc = np.array([float(r["accuracy"]) for r in results]).reshape(shape)
-    l2 = np.array([float(r["l2_norm"]) for r in results]).reshape(shape)
+    nll = np.array([float(nan_for_none(r["nll"])) for r in results]).reshape(shape)
+    acc = 100.0 * np.array([float(nan_for_none(r["accuracy"])) for r in results]).reshape(shape)
+    l2 = np.array([float(nan_for_none(r["l2_norm"])) for r in results]).reshape(shape)
     per_batch: dict[str, Any] = {}
     if all("batch_loss_sum" in r and "batch_correct" in r for r in results):
-        per_batch = {
-            "batch_loss_sum": np.array([r["batch_loss_sum"] for r in results], dtype=np.float64)
-            .reshape(*shape, len(batches)),
-            "batch_correct": np.array([r["batch_correct"] for r in results], dtype=np.float64)
-            .reshape(*shape, len(batches)),
-            "batch_sizes": [int(x.shape[0]) for x, _ in batches]}
+        def stacked(key: str) -> np.ndarray:   # JSON null (NaN) -> NaN
+            return np.array([r[key] for r in results], dtype=object).astype(np.float64).reshape(*shape, len(batches))
+        per_batch = {"batch_loss_sum": stacked("batch_loss_sum"), "batch_correct": stacked("batch_correct"),
+                     "batch_sizes": [int(x.shape[0]) for x, _ in batches]}
     return LandscapeResult(coordinates=coordinates, loss=nll + float(l2_coef) * l2, nll=nll, accuracy=acc,
                            l2_norm=l2, l2_coef=float(l2_coef),
                            n_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
