@@ -49,16 +49,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .common.intervals import (Estimate, bootstrap_difference, bootstrap_indices, verdict,
-                               wilson_interval)
+from .common.intervals import (Estimate, bootstrap_difference, bootstrap_indices, bootstrap_interval,
+                               verdict, wilson_interval)
 from .common.results import Result, atomic_write_text
 from .features.fourier import MIN_BATCHES   # fewer units than this: NaN interval (too coarse a bootstrap)
+from .features.noise import HIGH_FREQUENCY  # C5: f >= 0.6π
 
 __all__ = ["evaluate_claims", "ClaimsResult", "ClaimRow", "ROLES", "CLAIMS", "stage_of"]
 
 ROLES = ("cnn", "vit", "alternet")
 NOT_MEASURED = "not measured"
-HIGH_FREQUENCY = 0.6 * math.pi          # C5: f >= 0.6π
 _Z95 = 1.959963984540054
 _NAN2 = (float("nan"), float("nan"))
 
@@ -305,32 +305,39 @@ def _fourier_last_high(result: Any) -> _Measure | None:
     return _Measure(estimate)
 
 
+def _correct_rows(x: Any) -> np.ndarray:
+    """Per-image correctness: a "0"/"1" string (as NoiseRobustnessResult stores it) or 0/1 numbers."""
+    if isinstance(x, str):
+        return np.frombuffer(x.encode("ascii"), dtype=np.uint8) == ord("1")
+    return _floats(x) > 0.5
+
+
 def _robustness_measure(result: Any) -> _Measure | None:
-    """Mean ΔAcc over f >= 0.6π (percent). Per image d_i = mean_f correct_noisy[f, i] − correct_clean[i]
-    when the result carries per-image correctness; else the point value from delta_accuracy."""
+    """Mean ΔAcc over f >= 0.6π in percent. Units: per image d_i = mean over those f of noisy − clean
+    correctness (`NoiseRobustnessResult.per_image_delta`) when the per-image record is there, paired
+    over the same images between models; else the result's summary "delta_accuracy/high"."""
     freqs = _field(result, "freqs")
     if not freqs:
         return None
-    freqs = np.asarray(freqs, dtype=np.float64)
-    high = freqs >= HIGH_FREQUENCY - 1e-9
+    high = np.asarray(freqs, dtype=np.float64) >= HIGH_FREQUENCY - 1e-12
     if not high.any():
         return None
-    clean = _field(result, "clean_correct")
-    noisy = _field(result, "noisy_correct")
-    if clean is not None and noisy is not None:
-        clean = _floats(clean)
-        noisy = _floats(noisy)[high]
-        d = 100.0 * (noisy.mean(0) - clean)
+    clean, noisy = _field(result, "clean_correct"), _field(result, "noisy_correct")
+    summary = _summary(result)
+    if clean is not None and len(clean) and noisy is not None and len(noisy) == len(freqs) and all(len(r) for r in noisy):
+        c = _correct_rows(clean).astype(np.float64)
+        rows = np.stack([_correct_rows(r) for r in noisy]).astype(np.float64)[high]
+        d = 100.0 * (rows.mean(0) - c)
         units = np.stack([d, np.ones_like(d)], axis=1)
-        est = _bootstrap_mean(units)
-        return _Measure(est, units, _ratio_01, "test images")
+        estimate = summary.get("delta_accuracy/high") or _bootstrap_mean(units)
+        return _Measure(estimate, units, _ratio_01, "test images")
+    if "delta_accuracy/high" in summary:
+        return _Measure(summary["delta_accuracy/high"])
     delta = _floats(_field(result, "delta_accuracy"))[high]
     return _Measure(Estimate(float(delta.mean()), _NAN2, int(_field(result, "num_samples", 0) or 1)))
 
 
 def _bootstrap_mean(units: np.ndarray) -> Estimate:
-    from .common.intervals import bootstrap_interval
-
     return bootstrap_interval(units, _ratio_01, pooled=True)
 
 
@@ -416,52 +423,66 @@ def _variance_rows(results, roles) -> list[ClaimRow]:
 
 
 # ----------------------------------------------------------------------------------------- CKA
-def _stage_masks(result: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    names_a, names_b = list(_field(result, "names_a") or []), list(_field(result, "names_b") or [])
-    if not names_a or names_a != names_b:
-        return None           # C7 needs the model's own CKA (rows and columns the same latents)
-    stages = _stages(result, names_a, "stages_a")
-    s = np.array([x if x is not None else "" for x in stages], dtype=object)
-    known = s != ""
-    if len(set(s[known])) < 2:
-        return None
-    pair = known[:, None] & known[None, :] & ~np.eye(len(s), dtype=bool)
-    same = s[:, None] == s[None, :]
-    return pair & same, pair & ~same
+def _as_cka(result: Any) -> Any:
+    from .features.cka import CKAResult
+
+    if isinstance(result, CKAResult):
+        return result
+    names = {f.name for f in dataclasses.fields(CKAResult)}
+    return CKAResult(**{k: v for k, v in dict(result).items() if k in names})
+
+
+def _restricted(result: Any, keep: list[int]) -> Any:
+    """The CKA result on the latents `keep` only (rows and columns, per-batch pieces too)."""
+    k = np.asarray(keep)
+    names = [result.names_a[i] for i in keep]
+    kinds = [result.kinds_a[i] for i in keep]
+    matrix = np.asarray(_floats(result.matrix))[np.ix_(k, k)].tolist()
+    pieces = {}
+    if result.num_batches and len(result.batch_hsic_ab):
+        pieces = {"batch_hsic_ab": _floats(result.batch_hsic_ab)[:, k][:, :, k].tolist(),
+                  "batch_hsic_aa": _floats(result.batch_hsic_aa)[:, k].tolist(),
+                  "batch_hsic_bb": _floats(result.batch_hsic_bb)[:, k].tolist()}
+    return dataclasses.replace(result, names_a=names, names_b=names, kinds_a=kinds, kinds_b=kinds, matrix=matrix,
+                               matrix_ci95=[], stages=None, **pieces)
 
 
 def _cka_row(claim_id: str, role: str, results, roles, *, seed: int, num_resamples: int) -> ClaimRow:
+    """Mean CKA within a stage minus between stages, over pairs of distinct latents that belong to
+    a stage (`stage_of` of the latent names, or the result's `stages`; the stem is no stage), with
+    the interval of `CKAResult.stage_means` (one pooled bootstrap over batches)."""
     label = roles.get(role)
     if label is None:
         return _missing(claim_id, f"no model in role {role!r}")
     r = results[label].get("cka")
     if r is None:
         return _missing(claim_id, f"cka result of {label!r}")
-    masks = _stage_masks(r)
-    if masks is None:
+    try:
+        r = _as_cka(r)
+    except TypeError:
+        return _missing(claim_id, f"a readable cka result of {label!r}")
+    names = list(r.names_a)
+    stages = _stages(r, names)
+    keep = [i for i, st in enumerate(stages) if st is not None]
+    kept = [stages[i] for i in keep]
+    if names != list(r.names_b) or len(set(kept)) < 2 or len(kept) == len(set(kept)):
         return _missing(claim_id, f"{label!r}'s own CKA over >= 2 stages (latent names with stage prefixes)")
-    within, between = masks
-    matrix = _floats(_field(r, "matrix"))
-    value = float(np.nanmean(matrix[within]) - np.nanmean(matrix[between]))
-    hsic = _field(r, "batch_hsic")          # per batch (num_batches, La, Lb, 3): HSIC(K,L), (K,K), (L,L)
-    if hsic is not None:
-        hsic = _floats(hsic)
-
-        def statistic(t: np.ndarray) -> np.ndarray:
-            cka = t[..., 0] / np.sqrt(t[..., 1] * t[..., 2])
-            return np.nanmean(cka[:, within], axis=1) - np.nanmean(cka[:, between], axis=1)
-
-        from .common.intervals import bootstrap_interval
-
-        contrast = bootstrap_interval(hsic, statistic, pooled=True, seed=seed, num_resamples=num_resamples,
-                                      min_units=MIN_BATCHES)
-        how = f"bootstrap over {hsic.shape[0]} batches"
+    sub = dataclasses.replace(_restricted(r, keep), bootstrap_seed=seed, num_resamples=num_resamples)
+    if sub.num_batches and len(sub.batch_hsic_ab):
+        means = sub.stage_means(kept)
+        contrast = means["cka/within_minus_between"]
+        within, between = means["cka/within_stage"].value, means["cka/between_stage"].value
+        how = f"bootstrap over {sub.num_batches} batches"
     else:
-        contrast = Estimate(value, _NAN2, int(_field(r, "num_batches", 0) or 1))
+        m = _floats(sub.matrix)
+        lab = np.asarray(kept, dtype=object)
+        same = lab[:, None] == lab[None, :]
+        within = float(m[same & ~np.eye(len(lab), dtype=bool)].mean())
+        between = float(m[~same].mean())
+        contrast = Estimate(within - between, _NAN2, int(sub.num_batches or 1))
         how = "no interval: the CKA result carries no per-batch HSIC"
-    return _row(claim_id, contrast, f"{label}: within {np.nanmean(matrix[within]):.3g} vs between "
-                                    f"{np.nanmean(matrix[between]):.3g} ({int(within.sum())}/{int(between.sum())} "
-                                    f"pairs); {how}")
+    return _row(claim_id, contrast, f"{label}: within {within:.3g} vs between {between:.3g} "
+                                    f"({len(set(kept))} stages, {len(kept)} latents); {how}")
 
 
 # ------------------------------------------------------------------------------------ accuracy

@@ -221,6 +221,21 @@ def noise(clean_acc: float, high_drop: float, seed: int, n: int = 2000) -> dict:
             "noisy_correct": noisy.tolist(), "num_samples": n}
 
 
+def test_c5_reads_the_noise_result_per_image_strings():
+    from fastvit_analysis.features.noise import NoiseRobustnessResult
+
+    def result(d):
+        bits = lambda row: "".join("1" if b else "0" for b in row)  # noqa: E731
+        return NoiseRobustnessResult(d["freqs"], d["delta_accuracy"], [0.0] * 9, 90.0, 0.1, 0.2, d["num_samples"],
+                                     clean_correct=bits(d["clean_correct"]),
+                                     noisy_correct=[bits(r) for r in d["noisy_correct"]])
+    vit, cnn = noise(0.9, 0.02, 0, n=500), noise(0.9, 0.3, 1, n=500)
+    a = claims({"vit": {"robustness": result(vit)}, "resnet": {"robustness": result(cnn)}}).row("C5")
+    b = claims({"vit": {"robustness": vit}, "resnet": {"robustness": cnn}}).row("C5")
+    assert a.contrast == b.contrast and a.verdict == "supported"
+    assert a.contrast.value == pytest.approx(result(vit).per_image_delta().mean() - result(cnn).per_image_delta().mean())
+
+
 def test_c5_paired_over_images():
     vit, cnn = noise(0.9, 0.02, 0), noise(0.9, 0.3, 1)
     row = claims({"vit": {"robustness": vit}, "resnet": {"robustness": cnn}}).row("C5")
@@ -237,40 +252,54 @@ def test_c5_paired_over_images():
 
 
 # ---------------------------------------------------------------------------------------- C7
-def cka(within: float, between: float, noise_sd: float, batches: int = 16, seed: int = 0) -> dict:
+def cka(within: float, between: float, noise_sd: float, batches: int = 16, seed: int = 0) -> CKAResult:
+    """A ResNet-like self-CKA: stem + 3 stages of 3 blocks; per batch HSIC(K,K) = HSIC(L,L) = 1 and
+    HSIC(K,L) = the block-structured base + noise, so the pooled CKA is the batch mean."""
     names = ["conv1"] + [f"layer{s}.{i}" for s in range(1, 4) for i in range(3)]
     stages = [stage_of(n) for n in names]
     L = len(names)
     base = np.array([[1.0 if i == j else within if stages[i] == stages[j] and stages[i] else between
                       for j in range(L)] for i in range(L)])
     rng = np.random.default_rng(seed)
-    hsic = np.ones((batches, L, L, 3))
-    hsic[..., 0] = np.clip(base[None] + noise_sd * rng.normal(size=(batches, L, L)), 0, 1)
-    matrix = hsic[..., 0].sum(0) / batches
-    return {"names_a": names, "names_b": names, "kinds_a": ["embed"] + ["conv"] * 9,
-            "kinds_b": ["embed"] + ["conv"] * 9, "matrix": matrix.tolist(), "batch_hsic": hsic.tolist(),
-            "num_batches": batches}
+    ab = np.clip(base[None] + noise_sd * rng.normal(size=(batches, L, L)), 0, 1)
+    ones = np.ones((batches, L))
+    kinds = ["embed"] + ["conv"] * 9
+    return CKAResult(names, names, kinds, kinds, ab.mean(0).tolist(), batches, 16 * batches,
+                     batch_hsic_ab=ab.tolist(), batch_hsic_aa=ones.tolist(), batch_hsic_bb=ones.tolist())
 
 
 def test_c7_within_minus_between_stage_cka():
     good = cka(0.8, 0.3, 0.1)
-    row = claims({"resnet": {"cka": good}}).row("C7.cnn")
-    m = np.asarray(good["matrix"])
-    st = [stage_of(n) for n in good["names_a"]]
+    row = claims({"resnet": {"cka": good}}, num_resamples=300).row("C7.cnn")
+    m = np.asarray(good.matrix)
+    st = [stage_of(n) for n in good.names_a]
     within = [m[i, j] for i in range(10) for j in range(10) if i != j and st[i] and st[i] == st[j]]
     between = [m[i, j] for i in range(10) for j in range(10) if st[i] and st[j] and st[i] != st[j]]
     assert row.contrast.value == pytest.approx(np.mean(within) - np.mean(between))
-    assert row.verdict == "supported" and row.contrast.n == 16
+    assert row.verdict == "supported" and row.contrast.n == 16 and "bootstrap over 16 batches" in row.detail
+    # the interval against an explicit loop over resampled batches (the stem is no stage: left out)
+    ab = np.asarray(good.batch_hsic_ab)
+    keep = np.arange(1, 10)
+    same = np.array([[st[i] == st[j] for j in keep] for i in keep])
+    off = ~np.eye(9, dtype=bool)
+    reps = []
+    for idx in bootstrap_indices(16, 300):
+        c = ab[idx].mean(0)[np.ix_(keep, keep)]
+        reps.append(c[same & off].mean() - c[~same].mean())
+    assert row.contrast.ci95 == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])))
     assert claims({"resnet": {"cka": cka(0.3, 0.8, 0.1)}}).row("C7.cnn").verdict == "not supported"
-    assert claims({"resnet": {"cka": cka(0.5, 0.5, 0.3)}}).row("C7.cnn").verdict == "inconclusive"
+    # the same batches with the block structure shuffled away: contrast 0 -> inconclusive
+    flat = cka(0.5, 0.5, 0.3)
+    assert claims({"resnet": {"cka": json.loads(json.dumps(flat.to_dict()))}}).row("C7.cnn").verdict == "inconclusive"
     # a single-stage model (ViT names) cannot show it: not measured
     vit = cka(0.8, 0.3, 0.1)
-    vit["names_a"] = vit["names_b"] = [f"blocks.{i}" for i in range(10)]
+    vit.names_a = vit.names_b = [f"blocks.{i}" for i in range(10)]
     assert claims({"alt": {"cka": vit}}).row("C7.alternet").verdict == "not measured"
-    # the real CKAResult without per-batch data: point value, inconclusive
-    res = CKAResult(good["names_a"], good["names_b"], good["kinds_a"], good["kinds_b"], good["matrix"], 16, 256)
-    r = claims({"resnet": {"cka": res}}).row("C7.cnn")
+    # without per-batch data: the point value, inconclusive
+    bare = CKAResult(good.names_a, good.names_b, good.kinds_a, good.kinds_b, good.matrix)
+    r = claims({"resnet": {"cka": bare}}).row("C7.cnn")
     assert r.contrast.value == pytest.approx(row.contrast.value) and r.verdict == "inconclusive"
+    assert "no interval" in r.detail
 
 
 # ---------------------------------------------------------------------------------------- C8
