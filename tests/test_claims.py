@@ -377,3 +377,34 @@ def test_stage_of():
     assert stage_of("stages.1.blocks.0") == "stages.1"
     assert stage_of("stages.3.downsample") == "stages.3"
     assert stage_of("blocks.3:msa") is None and stage_of("conv1") is None
+
+
+def test_end_to_end_on_real_tiny_results_and_from_their_json():
+    from torch import nn
+
+    from fastvit_analysis import evaluate_claims as exported
+    from fastvit_analysis import loss_landscape, max_eigenvalue_spectrum
+
+    ce = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (64,), generator=g)
+    data = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)]          # 8 batches: intervals form
+    results = {}
+    for label, width in (("resnet", 6), ("vit", 3)):
+        torch.manual_seed(width)
+        model = nn.Sequential(nn.Linear(4, width), nn.Tanh(), nn.Linear(width, 3)).double()
+        results[label] = {"landscape": loss_landscape(model, ce, data, steps=3, progress=False),
+                          "max_eigen": max_eigenvalue_spectrum(model, ce, data, batch_size=8, top_k=2,
+                                                               progress=False)}
+    roles = {"cnn": "resnet", "vit": "vit"}
+    live = exported(results, roles=roles, num_resamples=300)
+    as_json = {k: {a: json.loads(json.dumps(r.to_dict())) for a, r in v.items()} for k, v in results.items()}
+    again = exported(as_json, roles=roles, num_resamples=300)
+    assert live.to_dict() == again.to_dict()
+    for cid in ("C1", "C2", "C3"):
+        row = live.row(cid)
+        assert row.verdict in ("supported", "not supported", "inconclusive")
+        assert row.contrast.n == 8 and all(np.isfinite(row.contrast.ci95))
+    assert live.row("C1").contrast.value == pytest.approx(
+        results["vit"]["landscape"].summary()["border_rise"].value
+        - results["resnet"]["landscape"].summary()["border_rise"].value)
