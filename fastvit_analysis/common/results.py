@@ -66,13 +66,17 @@ def nan_for_none(value: Any) -> Any:
 
 class Result:
     """Mixin for result dataclasses. Fields with `metadata={"serialize": False}` are left out of
-    `to_dict()` (e.g. large eigenvectors)."""
+    `to_dict()` (e.g. large eigenvectors). A result with a `summary()` (name -> Estimate, SPEC §5)
+    also gets a "summary" entry of {"value", "ci95", "n"} dicts."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.metadata.get("serialize", True):
                 out[f.name] = to_jsonable(getattr(self, f.name))
+        summary = getattr(self, "summary", None)
+        if callable(summary):
+            out["summary"] = {str(k): e.to_dict() for k, e in summary().items()}
         return out
 
     def save_json(self, path: str | os.PathLike) -> Path:

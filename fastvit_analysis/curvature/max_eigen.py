@@ -22,11 +22,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
 from ..common.fingerprint import fingerprint, hash_tensors
+from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
@@ -35,12 +37,18 @@ from .lanczos import check_which, lanczos_eigsh, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
 
 
+SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
+
+
 @dataclass
 class MaxEigenvalueSpectrum(Result):
     """Per-mini-batch top-k eigenvalues [num_batches, top_k] (signed, ordered best-first for `which`).
 
     negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
     (nan when none). residuals [num_batches, top_k]: explicit ‖H_b v − λ v‖.
+    `summary()` gives these and pooled quantiles with 95% intervals from a bootstrap over
+    MINI-BATCHES (a resample draws whole rows of `eigenvalues`, not single values: the k values of
+    one mini-batch's Hessian are not independent).
     """
 
     eigenvalues: Tensor
@@ -56,6 +64,51 @@ class MaxEigenvalueSpectrum(Result):
     def values(self) -> Tensor:
         """All pooled eigenvalues, flat."""
         return self.eigenvalues.reshape(-1)
+
+    def per_batch_totals(self) -> np.ndarray:
+        """Per mini-batch [#values < 0, #finite values, Σ values > 0, #values > 0] -> (num_batches, 4):
+        the negative fraction is t0/t1 and the positive mean t2/t3 of their (resampled) totals."""
+        values = self.eigenvalues.double().numpy()
+        return np.stack([(values < 0).sum(1), np.isfinite(values).sum(1),
+                         np.where(values > 0, values, 0.0).sum(1), (values > 0).sum(1)],
+                        axis=1).astype(np.float64)
+
+    def summary(self, *, quantiles: Sequence[float] = SUMMARY_QUANTILES, seed: int = 0,
+                num_resamples: int = 1000) -> dict[str, Estimate]:
+        """{"negative_fraction", "positive_mean", "quantile_<q>"...}: Estimates with n = mini-batches.
+
+        Intervals: percentile bootstrap over mini-batches (`bootstrap_interval`, fixed `seed`); the
+        fractions and the positive mean are ratios of pooled totals over the resampled mini-batches.
+
+        Example:
+            >>> r = MaxEigenvalueSpectrum(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
+            ...                           torch.ones(2, 2, dtype=torch.bool), 0.25, 2.0, 16, "LM", 10)
+            >>> s = r.summary()
+            >>> s["negative_fraction"].value, s["positive_mean"].value, s["positive_mean"].n
+            (0.25, 2.0, 2)
+        """
+        values = self.eigenvalues.double().numpy()                  # [mini-batches, k]
+        totals = self.per_batch_totals()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = {"negative_fraction": bootstrap_interval(totals, lambda t: t[:, 0] / t[:, 1], pooled=True,
+                                                           seed=seed, num_resamples=num_resamples),
+                   "positive_mean": bootstrap_interval(totals, lambda t: t[:, 2] / t[:, 3], pooled=True,
+                                                       seed=seed, num_resamples=num_resamples)}
+        if quantiles:
+            # the resamples of bootstrap_interval (same indices), vectorised: [R, mini-batches·k] at once
+            idx = bootstrap_indices(values.shape[0], num_resamples, seed)
+            pooled = values[idx].reshape(num_resamples, -1)
+            for q in quantiles:
+                point = float(np.nanquantile(values, q))
+                if values.shape[0] < 2:
+                    out[f"quantile_{q:g}"] = Estimate(point, (float("nan"), float("nan")), values.shape[0])
+                    continue
+                # np.nanquantile loops over rows in Python; np.quantile is vectorised (no NaN: the usual case)
+                reps = (np.quantile(pooled, q, axis=1) if np.isfinite(values).all()
+                        else np.nanquantile(pooled, q, axis=1))
+                lo, hi = np.quantile(reps, [0.025, 0.975])
+                out[f"quantile_{q:g}"] = Estimate(point, (float(lo), float(hi)), values.shape[0])
+        return out
 
     def plot(self, axes=None, **kwargs):
         """The paper's two-panel density (negative and positive ranges); see curvature.plot."""
