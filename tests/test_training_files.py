@@ -40,7 +40,7 @@ def test_second_process_into_the_same_folder_refuses(tmp_path, batch):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(FolderBusyError, match="is in use by another process"):
+        with pytest.raises(FolderBusyError, match="is in use by another running process"):
             _train(tmp_path, batch)
         assert not (tmp_path / "last.pt").exists() and not (tmp_path / "checkpoint_epoch0.pt").exists()
     finally:
@@ -62,7 +62,7 @@ def test_cli_second_writer_is_a_one_line_error(tmp_path, capsys):
     finally:
         os.close(fd)
     err = capsys.readouterr().err.strip()
-    assert status == 1 and len(err.splitlines()) == 1 and "is in use by another process" in err
+    assert status == 1 and len(err.splitlines()) == 1 and "is in use by another running process" in err
 
 
 def test_unique_temporary_names_and_umask_mode(tmp_path, batch):

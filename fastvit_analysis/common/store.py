@@ -57,7 +57,7 @@ def check_writable(folder: str | os.PathLike, *, name: str = "out") -> Path:
     except OSError as e:
         reason = e.strerror or str(e)
         raise OutputFolderError(e.errno or errno.EIO,
-                                f"{name}={str(path)!r} is not writable ({reason}); choose another folder") from None
+                                f"{name}={str(path)!r} is not writable: {reason}; choose another folder") from None
     return path
 
 
