@@ -194,6 +194,12 @@ def test_cka_batch_hsic_bootstrap_and_stage_means_match_direct_formula():
     assert json.dumps(again.to_dict()) == json.dumps(res.to_dict())
     with pytest.raises(ValueError, match="stages: one label per latent"):
         minibatch_cka(model, data, progress=False, stages=[0, 1])
+    # None = in no stage: the stem's pairs are left out of both means
+    part = res.stage_means([None, 0, 0, 1, 1])
+    sub = np.ix_([1, 2, 3, 4], [1, 2, 3, 4])
+    same4 = np.equal.outer([0, 0, 1, 1], [0, 0, 1, 1])
+    w4, b4 = full[sub][same4 & ~np.eye(4, dtype=bool)].mean(), full[sub][~same4].mean()
+    assert part["cka/within_minus_between"].value == pytest.approx(w4 - b4, rel=0, abs=1e-6)
 
 
 # --- noise robustness ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Estimates with their 95% interval and the count they rest on (methods: docs/methods.md).
+"""Estimates with their 95% interval and the count they rest on (methods: docs/intervals.md).
 
 `Estimate` is what every `summary()` holds and what JSON stores as {"value", "ci95", "n"};
 `ArrayEstimate` is the same for an array of estimates (per layer, per frequency) resting on one

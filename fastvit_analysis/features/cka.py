@@ -89,7 +89,8 @@ class CKAResult(Result):
         """Mean CKA over pairs of distinct latents in the same stage ("cka/within_stage"), in
         different stages ("cka/between_stage") and their difference ("cka/within_minus_between",
         SPEC §5 C7), with intervals from one bootstrap over batches. `stages`: one label per latent
-        (default: the result's `stages`); needs a CKA of one model with itself."""
+        (default: the result's `stages`; None = in no stage, e.g. the stem: its pairs are left out);
+        needs a CKA of one model with itself."""
         stages = self.stages if stages is None else list(stages)
         if stages is None:
             raise ValueError("stages: give one stage label per latent (e.g. [0, 0, 1, 1, ...])")
@@ -97,10 +98,11 @@ class CKAResult(Result):
             raise ValueError(f"stages needs a CKA of one model with itself and one label per latent "
                              f"({len(self.names_a)}), got {len(stages)} labels")
         index: dict[Hashable, int] = {}
-        labels = np.array([index.setdefault(s, len(index)) for s in stages])
+        labels = np.array([-1 if s is None else index.setdefault(s, len(index)) for s in stages])
+        staged = (labels[:, None] >= 0) & (labels[None, :] >= 0)
         same = labels[:, None] == labels[None, :]
         off_diagonal = ~np.eye(len(stages), dtype=bool)
-        within, between = same & off_diagonal, ~same
+        within, between = same & off_diagonal & staged, ~same & staged
         if not within.any() or not between.any():
             raise ValueError("stages: need at least two stages and a stage with two latents")
 

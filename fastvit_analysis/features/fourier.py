@@ -81,6 +81,8 @@ class FourierResult(Result):
         """(num_batches, L) per-batch Δ at each latent's highest frequency: the units to resample for
         contrasts (e.g. `bootstrap_difference` of two models on the same batches, weights
         `batch_sizes`). Its batch-size-weighted mean over batches is `high_frequency`."""
+        if not self.batch_log_amplitude:
+            return np.empty((self.num_batches, 0))
         return np.stack([np.asarray(b, dtype=np.float64)[:, -1] - np.asarray(b, dtype=np.float64)[:, 0]
                          for b in self.batch_log_amplitude], axis=1)
 
