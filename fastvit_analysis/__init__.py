@@ -46,6 +46,8 @@ _alias_source_subpackage("csrc", "csrc")
 _EXPORTS = {
     # curvature
     "HessianOperator": "fastvit_analysis.curvature.operator",
+    "GGNOperator": "fastvit_analysis.curvature.operator",
+    "EmpiricalFisherOperator": "fastvit_analysis.curvature.operator",
     "hessian_spectrum": "fastvit_analysis.curvature.spectrum",
     "hessian_trace": "fastvit_analysis.curvature.trace",
     "hessian_density": "fastvit_analysis.curvature.density",

@@ -29,7 +29,7 @@ from ..common.batches import iter_batches
 from ..common.results import Result
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
-from .lanczos import check_which, lanczos_eigsh, order_by
+from .lanczos import check_top_k, check_which, explicit_residuals, lanczos_eigsh, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
 
 
@@ -120,8 +120,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
     named = select_parameters(model, params)
     P = sum(p.numel() for _, p in named)
-    if not isinstance(top_k, int) or top_k < 1 or top_k >= P:
-        raise ValueError(f"top_k must be an int in [1, num_params) = [1, {P}), got {top_k!r}")
+    check_top_k(top_k, P, max_hvp)
     inputs, targets = _mini_batches(data, batch_size, num_batches)
     n = inputs.shape[0]
     device, dtype = named[0][1].device, named[0][1].dtype
@@ -153,15 +152,13 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
                                    generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
         gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)
-        res = lanczos_eigsh(H.matmat, v0, top_k, which=which, tol=tol, max_basis=max_basis,
+        res = lanczos_eigsh(H, v0, top_k, which=which, tol=tol, max_basis=max_basis,
                             max_steps=max_hvp, generator=gen)
         values, vectors = res.eigenvalues, res.eigenvectors        # [b, k], [b, k, P]
-        residuals = torch.stack([
-            torch.linalg.vector_norm(H.matmat(vectors[:, c].contiguous()) - values[:, c:c + 1].to(dtype)
-                                     * vectors[:, c], dim=-1) for c in range(top_k)], dim=1)
+        residuals = explicit_residuals(H, values, vectors)
         order = order_by(values, which)
         values = torch.gather(values, 1, order)
-        residuals = torch.gather(residuals.double(), 1, order)
+        residuals = torch.gather(residuals, 1, order.cpu())
         n_hvp = res.n_steps + top_k
         return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(), "n_hvp": n_hvp}
                 for r in range(len(indices))]

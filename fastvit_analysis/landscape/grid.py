@@ -36,6 +36,7 @@ from torch.func import functional_call, vmap
 
 from ..common.batches import materialize_batches, model_device
 from ..common.modes import eval_mode
+from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.results import Result
 from ..sweep import run_sweep
 from .directions import Direction, directions_fingerprint, filter_normalized_directions
@@ -89,12 +90,15 @@ class _PointEvaluator:
 
     def __init__(self, model: nn.Module, moving: dict[str, Tensor], fixed: dict[str, Tensor],
                  buffers: dict[str, Tensor], directions: list[Direction],
-                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn):
+                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn, loss_reduction: str | None = None):
         self.model, self.moving, self.fixed = model, moving, fixed
         self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
         self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
         self.n_samples = sum(int(x.shape[0]) for x, _ in batches)
+        # the loss over all samples: batches weighted by size for a 'mean' loss, summed for a 'sum' loss
+        self.batch_weights = batch_weights([int(x.shape[0]) for x, _ in batches],
+                                           loss_reduction_of(loss_fn, loss_reduction))
 
     def _params(self, coords: Tensor) -> dict[str, Tensor]:
         """coords: (K, n_dirs) -> name -> (K, *shape) stacked parameter sets."""
@@ -128,7 +132,7 @@ class _PointEvaluator:
         k = coords_t.shape[0]
         nll = torch.zeros(k, dtype=torch.float64)
         correct = torch.zeros(k, dtype=torch.float64)
-        for x, y in self.batches:
+        for w, (x, y) in zip(self.batch_weights, self.batches):
             if k == 1:
                 loss, corr = self._single({n: p[0] for n, p in params.items()}, x, y)
                 loss, corr = loss.unsqueeze(0), corr.unsqueeze(0)
@@ -138,7 +142,7 @@ class _PointEvaluator:
                     # which is still correct and no slower than point-by-point evaluation.
                     warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
                     loss, corr = vmap(self._single, in_dims=(0, None, None))(params, x, y)
-            nll += loss.detach().double().cpu() * x.shape[0]
+            nll += loss.detach().double().cpu() * w
             correct += corr.detach().double().cpu()
         l2 = torch.zeros(k, dtype=torch.float64)
         for name, p in params.items():
@@ -147,7 +151,6 @@ class _PointEvaluator:
         for name, t in self.fixed.items():
             if name in self.param_names:
                 l2 += torch.linalg.vector_norm(t.double()).cpu()
-        nll /= self.n_samples
         acc = correct / self.n_samples
         return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i])} for i in range(k)]
 
@@ -223,7 +226,8 @@ def default_points_per_pass(device: torch.device) -> int:
 
 def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tensor, Tensor]],
                     base: dict[str, Tensor], directions: list[Direction], coords: Sequence[Sequence[float]],
-                    *, buffers: dict[str, Tensor] | None = None) -> list[dict[str, float]]:
+                    *, buffers: dict[str, Tensor] | None = None,
+                    loss_reduction: str | None = None) -> list[dict[str, float]]:
     """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
 
     `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
@@ -236,13 +240,14 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
         moving = {n: t for n, t in base.items() if n in moving_names}
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
-        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn)(coords)
+        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn, loss_reduction)(coords)
 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],
                buffers: dict[str, Tensor] | None, directions: list[Direction], coordinates: list[np.ndarray],
                l2_coef: float, out: str | os.PathLike | None, resume: bool, points_per_pass: int | None,
-               progress: bool, desc: str, meta_extra: dict[str, Any]) -> LandscapeResult:
+               progress: bool, desc: str, meta_extra: dict[str, Any],
+               loss_reduction: str | None = None) -> LandscapeResult:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
     if points_per_pass is not None and (not isinstance(points_per_pass, int) or isinstance(points_per_pass, bool)
@@ -250,6 +255,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
         raise ValueError(f"points_per_pass: expected an int >= 1 or None, got {points_per_pass!r}")
     if not isinstance(l2_coef, (int, float)) or not math.isfinite(l2_coef):
         raise ValueError(f"l2_coef: expected a finite number, got {l2_coef!r}")
+    loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
     device = model_device(model)
     if points_per_pass is None:
         points_per_pass = default_points_per_pass(device)
@@ -260,7 +266,8 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
 
     def evaluate(points: list[tuple[int, ...]]) -> list[dict[str, float]]:
         coords = [[float(coordinates[a][i]) for a, i in enumerate(p)] for p in points]
-        return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers)
+        return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers,
+                               loss_reduction=loss_reduction)
 
     meta = None
     if out is not None:
@@ -277,6 +284,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
             "loss_fn": getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__),
             "n_samples": sum(int(x.shape[0]) for x, _ in batches),
             "n_batches": len(batches),
+            "loss_reduction": loss_reduction_of(loss_fn, loss_reduction),
             "input_shape": list(batches[0][0].shape[1:]),
             **meta_extra,
         }
@@ -296,7 +304,7 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
                    span: Span | Sequence[Span] = (-1.0, 1.0), dims: int = 2, l2_coef: float = 0.0,
                    out: str | os.PathLike | None = None, resume: bool = True,
                    points_per_pass: int | None = None, seed: int = 0, norm: str = "filter",
-                   progress: bool = True) -> LandscapeResult:
+                   loss_reduction: str | None = None, progress: bool = True) -> LandscapeResult:
     """Loss (and accuracy) of `model` on a `steps`-point line (dims=1) or `steps`×`steps` grid (dims=2).
 
     Args:
@@ -310,6 +318,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
             ``filter_normalized_directions(model, dims, norm=norm, seed=seed)``).
         steps: points per axis (>= 2). span: (lo, hi) for every axis, or one pair per axis.
         l2_coef: loss = NLL + l2_coef·Σ_p‖p‖₂ ([paper] uses 0.05 for its plots).
+        loss_reduction: 'mean' or 'sum' when loss_fn has no `.reduction` (default 'mean'): the NLL is
+            the loss over all samples at once (batches weighted by size, or summed), whatever the batching.
         out: directory to write finished points to as they complete (resume with the same call).
         points_per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
             activations are points_per_pass times larger); 1 evaluates point by point. Default
@@ -340,4 +350,4 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
     return _landscape(model, loss_fn, data, base=base, buffers=None, directions=directions,
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
                       points_per_pass=points_per_pass, progress=progress, desc="landscape",
-                      meta_extra={})
+                      meta_extra={}, loss_reduction=loss_reduction)
