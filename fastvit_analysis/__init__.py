@@ -52,6 +52,7 @@ _EXPORTS = {
     "hessian_trace": "fastvit_analysis.curvature.trace",
     "hessian_density": "fastvit_analysis.curvature.density",
     "max_eigenvalue_spectrum": "fastvit_analysis.curvature.max_eigen",
+    "block_spectra": "fastvit_analysis.curvature.blocks",
     # landscape
     "loss_landscape": "fastvit_analysis.landscape.grid",
     "filter_normalized_directions": "fastvit_analysis.landscape.directions",

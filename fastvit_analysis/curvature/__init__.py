@@ -3,8 +3,9 @@
 Modules: operator (CurvatureOperator base; HessianOperator, GGNOperator, EmpiricalFisherOperator,
 MiniBatchHessians), krylov (flat-buffer vector work), lanczos
 (thick-restart Lanczos, batched), power (PyHessian's baseline), hutchpp (trace estimators),
-spectrum / trace / density / max_eigen (the public analyses), plot.
+spectrum / trace / density / max_eigen / blocks (the public analyses), sharding, plot.
 """
+from .blocks import BlockSpectra, block_spectra
 from .density import HessianDensity, hessian_density
 from .max_eigen import MaxEigenvalueSpectrum, max_eigenvalue_spectrum
 from .operator import CurvatureOperator, EmpiricalFisherOperator, GGNOperator, HessianOperator, MiniBatchHessians
@@ -14,4 +15,4 @@ from .trace import HessianTrace, hessian_trace
 
 __all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "MiniBatchHessians", "hessian_spectrum", "HessianSpectrum", "hessian_trace",
            "HessianTrace", "hessian_density", "HessianDensity", "max_eigenvalue_spectrum",
-           "MaxEigenvalueSpectrum", "plot_density", "plot_max_eigenvalue_spectrum"]
+           "MaxEigenvalueSpectrum", "block_spectra", "BlockSpectra", "plot_density", "plot_max_eigenvalue_spectrum"]
