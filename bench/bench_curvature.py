@@ -96,6 +96,17 @@ def _eager_double_backward(model, data, vectors):
     return torch.stack(out)
 
 
+# Issue 15.6, where the HVP cost goes (torch.profiler, self CPU time of one call, 1 thread, machine
+# loaded ~16 on 2 cores so single runs; CIFAR ResNet-18 width 16, batch 16; script: profile one
+# gradient step and H.matmat(v [1, P]) in each mode with torch.profiler.profile(activities=[CPU])):
+#   gradient                       0.97 s: convolution_backward 0.50 s (21 calls), conv forward 0.27 s
+#   forward-over-reverse, 1 vector 1.52 s (1.6x): convolution_backward 124 calls 0.67 s self, conv
+#       forward 63 calls 0.21 s (primal + tangent), elementwise mul/add/sub 0.40 s (BN/ReLU tangent rules)
+#   double-backward, graph kept    0.83 s per product (0.86x), graph build excluded: conv forward 61
+#       calls 0.27 s (conv's double backward is expressed as convolutions), convolution_backward 21 calls
+# A Hessian-vector product is at least one extra pass of every convolution in both directions on top
+# of a gradient; the forward-over-reverse overhead above 2x is the tangent elementwise work (~26%).
+# Not done: ViT-Ti/4 profile and a change that brings the benchmarked ratio to <= 2.5x (see report).
 @pytest.mark.parametrize("name", list(HVP_MODELS))
 @pytest.mark.parametrize("member", ["gradient", "eager_double_backward", "matmat", "matmat_reverse_over_reverse",
                                     "matmat_double_backward"])
