@@ -47,10 +47,13 @@ _alias_source_subpackage("csrc", "csrc")
 _EXPORTS = {
     # curvature
     "HessianOperator": "fastvit_analysis.curvature.operator",
+    "GGNOperator": "fastvit_analysis.curvature.operator",
+    "EmpiricalFisherOperator": "fastvit_analysis.curvature.operator",
     "hessian_spectrum": "fastvit_analysis.curvature.spectrum",
     "hessian_trace": "fastvit_analysis.curvature.trace",
     "hessian_density": "fastvit_analysis.curvature.density",
     "max_eigenvalue_spectrum": "fastvit_analysis.curvature.max_eigen",
+    "block_spectra": "fastvit_analysis.curvature.blocks",
     # landscape
     "loss_landscape": "fastvit_analysis.landscape.grid",
     "filter_normalized_directions": "fastvit_analysis.landscape.directions",

@@ -116,7 +116,8 @@ def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
     import fastvit_analysis.curvature.max_eigen as max_eigen
 
     x, y = batch("mlp", n=24)
-    want = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
+    want = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, warm_start=False,
+                                   progress=False)
     real = max_eigen.lanczos_eigsh
     sizes = []
 
@@ -127,7 +128,8 @@ def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
         return real(apply, v0, *args, **kwargs)
 
     monkeypatch.setattr(max_eigen, "lanczos_eigsh", small_memory)
-    got = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, progress=False)
+    got = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, warm_start=False,
+                                  progress=False)
     assert sizes[0] == 3 and sizes.count(1) == 3
     assert torch.allclose(got.eigenvalues, want.eigenvalues, rtol=1e-6)
 

@@ -155,6 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- hessian
 def run_hessian(args: argparse.Namespace) -> int:
     import fastvit_analysis as fa
+    from ..common.distributed import world_size
+    from ..curvature.sharding import shard_batches
 
     num_samples = args.num_samples or args.batch_size * args.num_batches
     if args.mode != "max-eigen":
@@ -163,21 +165,39 @@ def run_hessian(args: argparse.Namespace) -> int:
     out = common.out_dir(args, "fastvit-out")
     loss = common.loss_fn()
     progress = progress_flag(args)
+    world = world_size()
+    data = loader
+    if world > 1 and args.mode != "max-eigen":
+        data = shard_batches(loader)  # one Hessian over all ranks: each holds its shard (max-eigen shards mini-batches)
+    operator = None
+    curvature = getattr(args, "curvature", "hessian")
+    if curvature != "hessian":
+        if args.mode == "max-eigen" or getattr(args, "per_block", False):
+            raise CLIError(f"--curvature {curvature}: only with --mode spectrum, trace or density")
+        make = fa.GGNOperator if curvature == "ggn" else fa.EmpiricalFisherOperator
+        operator = make(model, loss, data, weight_decay=args.weight_decay)
     start = time.perf_counter()
-    if args.mode == "spectrum":
+    if getattr(args, "per_block", False):
+        if args.mode != "spectrum":
+            raise CLIError("--per-block: only with --mode spectrum")
+        result = fa.block_spectra(model, loss, data, top_k=args.top_k, which=args.which, tol=args.tol,
+                                  max_hvp=args.max_hvp, weight_decay=args.weight_decay, seed=args.seed,
+                                  num_probes=args.num_probes, progress=progress)
+        name, summary, plot = "block_spectra", result.summary_dict(), result.plot_dict()
+    elif args.mode == "spectrum":
         fn = fa.hessian_spectrum
-        result = fn(model, loss, loader, top_k=args.top_k, which=args.which, tol=args.tol, max_hvp=args.max_hvp,
-                    weight_decay=args.weight_decay, seed=args.seed, progress=progress)
+        result = fn(model, loss, data, top_k=args.top_k, which=args.which, tol=args.tol, max_hvp=args.max_hvp,
+                    weight_decay=args.weight_decay, seed=args.seed, operator=operator, progress=progress)
         name, (summary, plot) = "hessian_spectrum", extract.hessian_spectrum(result)
     elif args.mode == "trace":
         fn = fa.hessian_trace
-        result = fn(model, loss, loader, num_probes=args.num_probes, weight_decay=args.weight_decay,
-                    seed=args.seed, progress=progress)
+        result = fn(model, loss, data, num_probes=args.num_probes, weight_decay=args.weight_decay,
+                    seed=args.seed, operator=operator, progress=progress)
         name, (summary, plot) = "hessian_trace", extract.hessian_trace(result)
     elif args.mode == "density":
         fn = fa.hessian_density
-        result = fn(model, loss, loader, num_probes=args.num_probes, steps=args.lanczos_steps,
-                    weight_decay=args.weight_decay, seed=args.seed, progress=progress)
+        result = fn(model, loss, data, num_probes=args.num_probes, steps=args.lanczos_steps,
+                    weight_decay=args.weight_decay, seed=args.seed, operator=operator, progress=progress)
         name, (summary, plot) = "hessian_density", extract.hessian_density(result)
     else:
         fn = fa.max_eigenvalue_spectrum
@@ -186,7 +206,15 @@ def run_hessian(args: argparse.Namespace) -> int:
                     **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
                     seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
         name, (summary, plot) = "max_eigen", extract.max_eigen(result)
+    converged = getattr(result, "converged", None)
+    if converged is not None:  # short or failed results are loud: the line says how many did not converge
+        summary["not converged"] = int((~torch.as_tensor(converged, dtype=torch.bool)).sum())
+    if curvature != "hessian":
+        summary["curvature"] = curvature
+    summary["world_size"] = world
     finish(args, out, name, result, summary, plot, time.perf_counter() - start)
+    if name == "block_spectra" and common.is_rank_zero():
+        common.save_figure(result.plot(), out, name)  # the library's figure (no CLI drawing code)
     return 0
 
 

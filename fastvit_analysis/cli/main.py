@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--batch-size (BatchNorm in eval mode). Modes: 'spectrum' top-k eigenvalues "
                                    "(Lanczos, with residuals), 'trace' (Hutch++), 'density' (stochastic Lanczos "
                                    "quadrature), 'max-eigen' (the paper's Fig. 1c/4: top-k of each mini-batch's "
-                                   "Hessian, pooled; shards over torchrun ranks).",
+                                   "Hessian, pooled). Under torchrun every mode shards the data over the ranks "
+                                   "(one Hessian: each product is all-reduced) and records world_size.",
                        epilog=_examples(
                            "fastvit-analysis hessian --model runs/vit/last.pt --mode max-eigen --num-batches 64 --out runs/vit",
                            "fastvit-analysis hessian --model runs/vit/last.pt --mode spectrum --top-k 10 --which LA --out runs/vit",
@@ -217,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--lanczos-steps", type=positive_int, default=40, help="Lanczos steps per probe (density)")
     h.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="adds (wd/2)|theta|^2 to the loss")
     h.add_argument("--augment", action="store_true", help="max-eigen: use the training augmentation (paper)")
+    h.add_argument("--curvature", default="hessian", choices=("hessian", "ggn", "fisher"),
+                   help="the matrix: Hessian, generalised Gauss-Newton, or empirical Fisher (spectrum, trace, density)")
+    h.add_argument("--per-block", action="store_true",
+                   help="spectrum: top-k eigenvalues and trace of each block's Hessian (block_spectra), one figure")
     h.add_argument("--no-resume", dest="resume", action="store_false",
                    help="max-eigen: recompute every mini-batch (finished ones are kept in OUT/max_eigen_points)")
     p.set_defaults(run="hessian")

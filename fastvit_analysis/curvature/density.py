@@ -30,7 +30,7 @@ from ..common.outputs import OutputFn
 from ..common.results import Result
 from .krylov import make_generator, rademacher
 from .lanczos import lanczos_tridiagonal
-from .operator import HessianOperator, LossFn
+from .operator import CurvatureOperator, HessianOperator, LossFn
 
 
 @dataclass
@@ -113,7 +113,9 @@ class HessianDensity(Result):
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,
                     steps: int = 90, weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
                     seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
-                    hvp_mode: str | None = None, output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensity:
+                    hvp_mode: str | None = None, loss_reduction: str | None = None,
+                    distributed: bool | None = None, operator: CurvatureOperator | None = None,
+                    output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensity:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:
@@ -122,6 +124,8 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         num_probes: Rademacher probes; steps: Lanczos steps per probe (capped at the number of params).
         probes_per_pass: probes whose Lanczos runs share one batched HVP pass (default: as many as fit
             a Krylov buffer of `memory_budget_gib`).
+        loss_reduction, distributed: see HessianOperator. operator: a ready curvature operator (GGN,
+            empirical Fisher) instead of the Hessian; model/loss_fn/data are then ignored.
 
     Returns: HessianDensity with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
 
@@ -133,8 +137,9 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
-                        output_fn=output_fn)
+    H = operator if operator is not None else HessianOperator(
+        model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+        loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
     P = H.num_params
     steps = min(steps, P)
     if probes_per_pass is None:
@@ -145,7 +150,7 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
     for start in range(0, num_probes, probes_per_pass):
         b = min(probes_per_pass, num_probes - start)
         v0 = rademacher((b, P), dtype=H.dtype, device=H.device, generator=gen)
-        T = lanczos_tridiagonal(H.matmat, v0, steps, generator=gen, progress=progress,
+        T = lanczos_tridiagonal(H, v0, steps, generator=gen, progress=progress,
                                 desc=f"slq probes {start + 1}-{start + b}/{num_probes}")
         theta, S = torch.linalg.eigh(T)
         nodes.append(theta.cpu())

@@ -1,14 +1,15 @@
 """Lanczos with full re-orthogonalisation and thick restarts, for b independent symmetric operators at once.
 
-`apply(V [b, P]) -> [b, P]` applies operator i to row i (b = 1 for one Hessian; b mini-batch
-Hessians for per-mini-batch spectra). The Krylov bases live in one [b, m + 1, P] buffer; the
+Solvers take an operator (the protocol of curvature.operator.CurvatureOperator: `matmat(V [b, P])
+-> [b, P]`, `shape`, `dtype`, `device`), multiplying row i by operator i: one operator for b probes
+of one Hessian (SLQ), or b mini-batch Hessians for per-mini-batch spectra. The Krylov bases live in one [b, m + 1, P] buffer; the
 projected matrix T = QᵀHQ is formed column by column from the Gram-Schmidt coefficients, so thick
 restarts (keep the best Ritz vectors, continue from the residual direction) need no special case.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -16,8 +17,53 @@ from torch import Tensor
 from ..common.progress import progress_bar
 from .krylov import combine, gaussian, norms, project_out_
 
-Apply = Callable[[Tensor], Tensor]
 WHICH = ("LA", "SA", "LM")
+
+
+class LinearOperator(Protocol):
+    """What every solver takes (curvlinops-style): a batched product and its metadata."""
+
+    shape: tuple[int, int]
+    dtype: torch.dtype
+    device: torch.device
+
+    def matmat(self, V: Tensor) -> Tensor: ...
+
+
+def check_operator(operator: Any) -> Any:
+    """TypeError unless `operator` has matmat(V [k, P]) and shape (P, P)."""
+    if not callable(getattr(operator, "matmat", None)) or getattr(operator, "shape", None) is None:
+        raise TypeError(f"operator must have matmat(V [k, P]) -> [k, P] and shape (P, P) (e.g. a "
+                        f"HessianOperator), got {type(operator).__name__}")
+    return operator
+
+
+def check_top_k(top_k: Any, num_params: int, max_hvp: Any = None) -> int:
+    """The one top_k check: an int in [1, num_params), and a budget of at least top_k products
+    (Lanczos needs top_k products for top_k Ritz values)."""
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k < num_params:
+        raise ValueError(f"top_k must be an int in [1, num_params) = [1, {num_params}) (smaller than the "
+                         f"number of parameters), got {top_k!r}")
+    if max_hvp is not None:
+        if not isinstance(max_hvp, int) or isinstance(max_hvp, bool) or max_hvp < top_k:
+            raise ValueError(f"max_hvp must be an int >= top_k={top_k} (the solver needs at least top_k "
+                             f"products to find top_k eigenvalues), got {max_hvp!r}")
+    return top_k
+
+
+def explicit_residuals(operator: Any, values: Tensor, vectors: Tensor) -> Tensor:
+    """‖C_i v_ic − λ_ic v_ic‖ -> [b, k] (float64, CPU) for values [b, k] and unit vectors [b, k, P].
+
+    One operator: one matmat of all b·k vectors; one operator per row (MiniBatchHessians): k products
+    of [b, P].
+    """
+    b, k, P = vectors.shape
+    if not getattr(operator, "one_operator_per_row", False):
+        HV = operator.matmat(vectors.reshape(b * k, P).contiguous()).reshape(b, k, P)
+    else:
+        HV = torch.stack([operator.matmat(vectors[:, c].contiguous()) for c in range(k)], dim=1)
+    lam = values.to(device=HV.device, dtype=HV.dtype).unsqueeze(-1)
+    return torch.linalg.vector_norm(HV - lam * vectors, dim=-1).double().cpu()
 
 
 def check_which(which: str) -> str:
@@ -51,10 +97,10 @@ class KrylovBasis:
         self.broke = False             # the last step found an invariant subspace (in some problem)
         self._eps = 100 * torch.finfo(v0.dtype).eps
 
-    def step(self, apply: Apply, generator: torch.Generator | None = None) -> None:
+    def step(self, operator: Any, generator: torch.Generator | None = None) -> None:
         """Multiply the newest basis vector, orthogonalise, append the next one (b products)."""
         j = self.size - 1
-        w = apply(self.Q[:, j].clone())
+        w = operator.matmat(self.Q[:, j].clone())
         self.norm_estimate = torch.maximum(self.norm_estimate, norms(w))
         scale = self.norm_estimate
         h = project_out_(w, self.Q[:, :j + 1])
@@ -120,7 +166,7 @@ class EigshOutput:
     n_steps: int            # products per problem spent in the Krylov iteration
 
 
-def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: float = 1e-4,
+def lanczos_eigsh(operator: LinearOperator, v0: Tensor, k: int, *, which: str = "LA", tol: float = 1e-4,
                   max_basis: int | None = None, max_steps: int = 1000,
                   generator: torch.Generator | None = None, progress: bool = False,
                   desc: str = "lanczos") -> EigshOutput:
@@ -130,9 +176,9 @@ def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: f
     after `max_steps` products per problem. v0 [b, P] are the start vectors.
     """
     check_which(which)
+    check_operator(operator)
     b, P = v0.shape
-    if not 1 <= k < P:
-        raise ValueError(f"top_k must be in [1, num_params) = [1, {P}), got {k}")
+    check_top_k(k, P, max_steps)
     m = max_basis if max_basis is not None else max(20, 2 * k + 10)
     m = min(m, P)
     if m < k + 1 and m < P:
@@ -143,7 +189,7 @@ def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: f
     bar = progress_bar(total=max_steps, desc=desc, progress=progress, unit="hvp")
     est = torch.full((b, k), float("inf"), dtype=torch.float64, device=v0.device)
     while True:
-        basis.step(apply, generator)
+        basis.step(operator, generator)
         steps += 1
         bar.update(1)
         theta, S = basis.ritz()
@@ -168,13 +214,14 @@ def lanczos_eigsh(apply: Apply, v0: Tensor, k: int, *, which: str = "LA", tol: f
     return EigshOutput(values, vectors, est, steps)
 
 
-def lanczos_tridiagonal(apply: Apply, v0: Tensor, steps: int,
+def lanczos_tridiagonal(operator: LinearOperator, v0: Tensor, steps: int,
                         generator: torch.Generator | None = None, progress: bool = False,
                         desc: str = "lanczos") -> Tensor:
     """`steps` Lanczos steps (full re-orthogonalisation) from v0 [b, P] -> projected T [b, s, s] (float64)."""
+    check_operator(operator)
     b, P = v0.shape
     steps = min(steps, P)
     basis = KrylovBasis(v0, steps)
     for _ in progress_bar(range(steps), desc=desc, progress=progress, unit="hvp"):
-        basis.step(apply, generator)
+        basis.step(operator, generator)
     return basis.projected()

@@ -3,7 +3,11 @@
 HVPs are computed forward-over-reverse, ``jvp(grad(loss), (theta,), (v,))``, through
 ``torch.func.functional_call``; ``matmat`` batches k vectors with ``vmap`` in one pass.
 :class:`MiniBatchHessians` holds one Hessian per mini-batch and applies all of them at once
-(vmap over the mini-batches), for per-mini-batch spectra.
+(vmap over the mini-batches), for per-mini-batch spectra. :class:`GGNOperator` (JᵀH_outJ) and
+:class:`EmpiricalFisherOperator` (Σ g_n g_nᵀ) have the same interface. All share
+:class:`CurvatureOperator`, which implements everything but the batched product of one batch:
+matvec, to_scipy, dense, the weight-decay shift, batching and loss-reduction weighting over the
+data, and, under an initialised torch.distributed group, the all-reduce of every product.
 
 Example:
     >>> import torch
@@ -18,18 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from ..common import distributed as dist_utils
 from ..common.batches import Batch, materialize_batches
+from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.modes import eval_mode
-from ..common.outputs import LogitsLoss, OutputFn
-from ..common.types import LossFn
+from ..common.outputs import OutputFn, check_output_fn, model_logits
 
+LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("forward-over-reverse", "reverse-over-reverse", "double-backward")
 
 _ATTENTION_HINT = (
@@ -124,21 +130,27 @@ class _LossFunction:
     """theta [P] -> scalar loss of one batch, with every other parameter and buffer held constant."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, named: list[tuple[str, Tensor]],
-                 hvp_mode: str = "forward-over-reverse"):
+                 hvp_mode: str = "forward-over-reverse", output_fn: OutputFn | None = None):
         if hvp_mode not in HVP_MODES:
             raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {hvp_mode!r}")
         self.hvp_mode = hvp_mode
         self.model = model
         self.loss_fn = loss_fn
+        self.output_fn = check_output_fn(output_fn)
         self.flat = _FlatParameters(named)
         selected = set(self.flat.names)
         self.constants = {n: t.detach() for n, t in model.named_parameters() if n not in selected}
         self.constants.update({n: b for n, b in model.named_buffers()})
         self.theta = self.flat.flatten([p for _, p in named])
 
+    def outputs(self, theta: Tensor, x: Tensor) -> Tensor:
+        """The model's logits at θ (composes with torch.func transforms); a dict/tuple/ModelOutput
+        forward goes through common/outputs.py's rule or `output_fn`."""
+        return model_logits(functional_call(self.model, {**self.constants, **self.flat.unflatten(theta)}, (x,)),
+                            self.output_fn)
+
     def __call__(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        state = {**self.constants, **self.flat.unflatten(theta)}
-        return self.loss_fn(functional_call(self.model, state, (x,)), y)
+        return self.loss_fn(self.outputs(theta, x), y)
 
     def check_batch(self, index: int, x: Tensor, y: Tensor) -> None:
         """One forward pass: the loss must be a finite scalar (errors name the batch)."""
@@ -146,7 +158,7 @@ class _LossFunction:
             loss = self(self.theta, x, y)
         if not isinstance(loss, Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-            raise ValueError(f"loss_fn must return a scalar (reduction='mean'), got shape {shape} for batch "
+            raise ValueError(f"loss_fn must return a scalar (reduction 'mean' or 'sum'), got shape {shape} for batch "
                              f"{index}")
         if not torch.isfinite(loss):
             raise ValueError(f"the loss is {loss.item()} on batch {index}: the Hessian is undefined there "
@@ -158,6 +170,18 @@ class _LossFunction:
             return jvp(lambda t: grad(self)(t, x, y), (theta,), (v,))[1]
         return vjp(lambda t: grad(self)(t, x, y), theta)[1](v)[0]  # H symmetric: vᵀH = (Hv)ᵀ
 
+    def ggn_product(self, theta: Tensor, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        """Jᵀ H_out J v of one batch: J = ∂outputs/∂θ, H_out = ∂²loss/∂outputs² (composes with vmap)."""
+        outputs, Jv = jvp(lambda t: self.outputs(t, x), (theta,), (v,))
+        HJv = jvp(lambda o: grad(lambda o2: self.loss_fn(o2, y))(o), (outputs,), (Jv,))[1]
+        return vjp(lambda t: self.outputs(t, x), theta)[1](HJv)[0]
+
+    def per_sample_gradients(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """[B, P]: row n = ∇θ of loss_fn on sample n alone (batch of one)."""
+        def one(xi: Tensor, yi: Tensor) -> Tensor:
+            return grad(self)(theta, xi.unsqueeze(0), yi.unsqueeze(0))
+        return vmap(one)(x, y)
+
     def gradient_graph(self, theta: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(θ leaf, ∇L(θ) with its graph): every later Hv is one backward through it (PyHessian's way)."""
         leaf = theta.detach().requires_grad_(True)
@@ -166,82 +190,101 @@ class _LossFunction:
         return leaf, gradient
 
 
-class HessianOperator:
-    """H = d²L/dθ² of the mean loss over `data`, as a linear operator on flat [P] vectors.
+def _check_common_arguments(model: Any, loss_fn: Any, weight_decay: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {type(loss_fn).__name__}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay):
+        raise ValueError(f"weight_decay must be a finite number, got {weight_decay!r}")
 
-    Args:
-        model: any nn.Module; it is put in eval mode (BatchNorm running statistics, dropout and
-            DropPath off) while products are computed, and its modes are restored afterwards.
-            Parameters, buffers and `.grad` are never modified.
-        loss_fn: `loss_fn(logits, targets) -> scalar`, e.g. nn.CrossEntropyLoss() (soft targets work).
-        output_fn: model output -> logits, for models returning a dict/tuple/ModelOutput the default
-            rule (fastvit_analysis.common.outputs.model_logits) does not cover.
-        data: one (inputs, targets) batch or an iterable of batches; H is the batch-size-weighted
-            average of the per-batch Hessians (the Hessian of the mean loss over all samples).
-        weight_decay: λ of a (λ/2)‖θ‖² term: adds λ·v to every product.
-        params: restrict θ to these parameter names / module prefixes (default: all trainable).
-        vectors_per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
-            GPU, 8 on CPU, which bounds the memory of the batched tangents). Measured on 2 idle CPU
-            cores, batch 4, 8 vectors, cost per vector in gradients: ViT-Ti/4 2.5x at 8 vs 3.6x at 2;
-            CIFAR ResNet-18 3.8x at 8 vs 4.0x at 2.
-        hvp_mode: "forward-over-reverse" (jvp of grad) or "reverse-over-reverse" (vjp of grad, i.e.
-            double backward through torch.func; on the same ViT-Ti/4 2.0x per vector at 8) recompute
-            the forward and the first backward for every pass. "double-backward" builds the
-            first-order graph of each batch once, on the first product, keeps it (memory: about two
-            training steps per batch, for every batch of `data`) and makes every later product one
-            backward through it, vector by vector. Default (None): "double-backward" when `data` is
-            one batch, else "forward-over-reverse". One matvec on 2 idle CPU cores, batch 4, in
-            gradients: CIFAR ResNet-18 2.9x vs 4.3x (forward-over-reverse); ViT-Ti/4 3.1x vs 5.9x.
-            The operator is a snapshot of θ at construction in every mode.
 
-    `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] (vmapped over vectors, or one
-    backward per vector through the kept graph in "double-backward" mode).
-    `n_hvp` counts products (one per vector over the whole data).
+def _resolve_distributed(distributed: bool | None) -> bool:
+    if distributed is None:
+        return dist_utils.world_size() > 1
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be True, False or None, got {distributed!r}")
+    if distributed and not dist_utils.is_distributed():
+        raise ValueError("distributed=True needs an initialised torch.distributed process group "
+                         "(run under torchrun, or call torch.distributed.init_process_group first)")
+    return distributed
 
-    Example:
-        >>> H = HessianOperator(model, nn.CrossEntropyLoss(), loader, weight_decay=5e-4)  # doctest: +SKIP
-        >>> HV = H.matmat(torch.randn(8, H.num_params))                                     # doctest: +SKIP
+
+class CurvatureOperator:
+    """A symmetric curvature matrix C of a loss over `data`, as a linear operator on flat [P] vectors.
+
+    The protocol every solver (Lanczos, power iteration, Hutchinson/Hutch++, SLQ) takes:
+    `matmat(V [k, P]) -> [k, P]`, `shape`, `dtype`, `device`; `matvec` is derived. Subclasses
+    implement only `_batch_matmat(x, y, V)`: the product of one batch's own curvature (of that batch's
+    loss, as `loss_fn` reduces it) with V [k, P]. This base does the rest:
+
+    - data: one (inputs, targets) batch or an iterable of batches; C = Σ_b w_b C_b with w_b = |b|/N for
+      a 'mean' loss and 1 for a 'sum' loss (`loss_fn.reduction`, or `loss_reduction=`), so C is the
+      curvature of the loss over all N samples at once, whatever the batching;
+    - weight decay λ of a (λ/2)‖θ‖² term: C + λI;
+    - distributed (default: on when a torch.distributed group of >1 processes is initialised): `data`
+      is this rank's shard; N is summed over ranks and each product all-reduces the rank's partial
+      Σ_b w_b C_b V in one flat buffer, so every rank holds the product over all shards;
+    - `to_scipy()`, `dense()`, `@`, and `n_hvp` (products counted per vector).
+
+    `num_operators` is 1 here: every row of V is multiplied by the same C. (MiniBatchHessians holds b
+    operators and multiplies row i by the i-th.)
     """
+
+    num_operators = 1
+    one_operator_per_row = False  # True for MiniBatchHessians: row i of V goes to operator i
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
                  params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
-                 hvp_mode: str | None = None, output_fn: OutputFn | None = None):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {type(loss_fn).__name__}")
-        loss_fn = LogitsLoss(loss_fn, output_fn)  # the loss sees the logits of any model output (common/outputs.py)
-        if not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay):
-            raise ValueError(f"weight_decay must be a finite number, got {weight_decay!r}")
-        if vectors_per_pass is not None and (not isinstance(vectors_per_pass, int) or vectors_per_pass < 1):
+                 hvp_mode: str = "forward-over-reverse", loss_reduction: str | None = None,
+                 distributed: bool | None = None, output_fn: OutputFn | None = None):
+        _check_common_arguments(model, loss_fn, weight_decay)
+        if vectors_per_pass is not None and (isinstance(vectors_per_pass, bool) or not isinstance(vectors_per_pass, int)
+                                             or vectors_per_pass < 1):
             raise ValueError(f"vectors_per_pass must be a positive int or None, got {vectors_per_pass!r}")
         self.model = model
         self.weight_decay = float(weight_decay)
-        named = select_parameters(model, params)
-        self._loss = _LossFunction(model, loss_fn, named, hvp_mode or "forward-over-reverse")
+        self.loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
+        self.distributed = _resolve_distributed(distributed)
+        self._loss = _LossFunction(model, loss_fn, select_parameters(model, params), hvp_mode, output_fn)
         self.flat = self._loss.flat
         if vectors_per_pass is None:
             vectors_per_pass = 1 << 30 if self.flat.device.type == "cuda" else 8
         self.vectors_per_pass = vectors_per_pass
-        self.batches: list[Batch] = materialize_batches(data, device=self.flat.device, name="data")
-        sizes = [x.shape[0] for x, _ in self.batches]
-        total = float(sum(sizes))
-        self._weights = [s / total for s in sizes]
-        if hvp_mode is None and len(self.batches) == 1:
-            self._loss.hvp_mode = "double-backward"
         self.n_hvp = 0
-        self._graphs: list[tuple[Tensor, Tensor]] | None = None  # hvp_mode="double-backward"
-        with _prepare_model(model):
+        self._set_data(data)
+
+    # -- data --------------------------------------------------------------------------------------
+    def _set_data(self, data: Any) -> None:
+        self.batches: list[Batch] = materialize_batches(data, device=self.flat.device, name="data")
+        sizes = [int(x.shape[0]) for x, _ in self.batches]
+        self.num_samples = self._all_reduce_count(sum(sizes))
+        self._weights = batch_weights(sizes, self.loss_reduction, self.num_samples)
+        with _prepare_model(self.model):
             for i, (x, y) in enumerate(self.batches):
                 self._loss.check_batch(i, x, y)
 
+    def _all_reduce_count(self, local: int) -> int:
+        if not self.distributed:
+            return local
+        import torch.distributed as dist
+
+        t = torch.tensor([local], dtype=torch.float64, device=self._collective_device())
+        dist.all_reduce(t)
+        return int(t.item())
+
+    def _collective_device(self) -> torch.device:
+        import torch.distributed as dist
+
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    # -- the protocol ------------------------------------------------------------------------------
     @property
     def num_params(self) -> int:
         return self.flat.num_params
 
     @property
     def hvp_mode(self) -> str:
-        """How products are taken (the default resolved: see the class docstring)."""
         return self._loss.hvp_mode
 
     @property
@@ -270,42 +313,132 @@ class HessianOperator:
         if V.ndim != ndim or V.shape[-1] != self.num_params:
             want = "[P]" if ndim == 1 else "[k, P]"
             raise ValueError(f"{what} must have shape {want} with P={self.num_params}, got {tuple(V.shape)}")
+        if ndim == 2 and self.one_operator_per_row and V.shape[0] != self.num_operators:
+            raise ValueError(f"{what} must have shape [b, P]=[{self.num_operators}, {self.num_params}] (one row "
+                             f"per operator), got {tuple(V.shape)}")
         return V.to(device=self.device, dtype=self.dtype)
 
     def matvec(self, v: Tensor) -> Tensor:
-        """H v for a flat vector v [P] -> [P]."""
+        """C v for a flat vector v [P] -> [P]."""
+        if self.one_operator_per_row and self.num_operators != 1:
+            raise ValueError(f"matvec: this operator holds {self.num_operators} matrices; use matmat(V [b, P])")
         v = self._check_vectors(v, 1, "v")
-        theta = self._loss.theta
-        out = torch.zeros_like(v)
-        if self._loss.hvp_mode == "double-backward":
-            self._add_cached_products(out.unsqueeze(0), v.unsqueeze(0))
-        else:
-            with _prepare_model(self.model), _explain_ad_errors():
-                for w, (x, y) in zip(self._weights, self.batches):
-                    out.add_(self._loss.hvp(theta, x, y, v), alpha=w)
-        if self.weight_decay:
-            out.add_(v, alpha=self.weight_decay)
-        self.n_hvp += 1
-        return out
+        return self.matmat(v.unsqueeze(0))[0]
 
     def matmat(self, V: Tensor) -> Tensor:
-        """H V for k flat vectors V [k, P] -> [k, P]: vectors_per_pass products per vmapped pass and
-        batch, or one backward per vector through the kept graphs ("double-backward")."""
+        """C V for k flat vectors V [k, P] -> [k, P] (row-wise; all-reduced over ranks when distributed)."""
         V = self._check_vectors(V, 2, "V")
-        theta = self._loss.theta
-        out = torch.zeros_like(V)
-        if self._loss.hvp_mode == "double-backward":
-            self._add_cached_products(out, V)
-        else:
-            batched = vmap(self._loss.hvp, in_dims=(None, None, None, 0))
-            step = self.vectors_per_pass
-            with _prepare_model(self.model), _explain_ad_errors():
-                for w, (x, y) in zip(self._weights, self.batches):
-                    for s in range(0, V.shape[0], step):
-                        out[s:s + step].add_(batched(theta, x, y, V[s:s + step]), alpha=w)
+        out = self._local_matmat(V)
+        if self.distributed:
+            import torch.distributed as dist
+
+            buffer = out.contiguous() if self._collective_device() == out.device else out.cpu()
+            dist.all_reduce(buffer)  # one flat buffer per product: the rank's sample-weighted partial
+            out = buffer.to(out.device)
         if self.weight_decay:
             out.add_(V, alpha=self.weight_decay)
-        self.n_hvp += V.shape[0]
+        self.n_hvp += V.shape[0] // self.num_operators
+        return out
+
+    def _local_matmat(self, V: Tensor) -> Tensor:
+        """Σ_b w_b C_b V over this process's batches, `vectors_per_pass` vectors per pass."""
+        out = torch.zeros_like(V)
+        step = self.vectors_per_pass
+        with _prepare_model(self.model), _explain_ad_errors():
+            for w, (x, y) in zip(self._weights, self.batches):
+                for s in range(0, V.shape[0], step):
+                    out[s:s + step].add_(self._batch_matmat(x, y, V[s:s + step]), alpha=w)
+        return out
+
+    def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matvec(other) if other.ndim == 1 else self.matmat(other.T).T
+
+    def to_scipy(self):
+        """A scipy.sparse.linalg.LinearOperator (float64 numpy in and out) for scipy's eigsh & co."""
+        from scipy.sparse.linalg import LinearOperator
+
+        if self.one_operator_per_row:
+            raise ValueError(f"to_scipy: this operator holds {self.num_operators} matrices; scipy needs one")
+
+        def _mv(v: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.asarray(v).reshape(-1))
+            return self.matvec(t).detach().cpu().double().numpy()
+
+        def _mm(V: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.ascontiguousarray(np.asarray(V).T))
+            return self.matmat(t).detach().cpu().double().numpy().T
+
+        return LinearOperator(self.shape, matvec=_mv, matmat=_mm, rmatvec=_mv, dtype=np.float64)
+
+    def dense(self) -> Tensor:
+        """The full [P, P] matrix (P products; for small models and tests); [b, P, P] for b operators."""
+        eye = torch.eye(self.num_params, dtype=self.dtype, device=self.device)
+        if not self.one_operator_per_row:
+            return self.matmat(eye)
+        b = self.num_operators
+        return torch.stack([self.matmat(e.expand(b, -1).contiguous()) for e in eye], dim=1)
+
+
+class HessianOperator(CurvatureOperator):
+    """H = d²L/dθ² of the loss over `data`, as a linear operator on flat [P] vectors.
+
+    Args:
+        model: any nn.Module; it is put in eval mode (BatchNorm running statistics, dropout and
+            DropPath off) while products are computed, and its modes are restored afterwards.
+            Parameters, buffers and `.grad` are never modified.
+        loss_fn: `loss_fn(outputs, targets) -> scalar`, e.g. nn.CrossEntropyLoss() (soft targets work).
+        output_fn: model output -> logits, for models returning a dict/tuple/ModelOutput the default
+            rule (fastvit_analysis.common.outputs.model_logits) does not cover.
+        data: one (inputs, targets) batch or an iterable of batches; H is the Hessian of the loss over
+            all samples at once: batches weighted by size for a 'mean' loss, summed for a 'sum' loss.
+        loss_reduction: 'mean' or 'sum' when loss_fn has no `.reduction` attribute (default 'mean').
+        weight_decay: λ of a (λ/2)‖θ‖² term: adds λ·v to every product.
+        params: restrict θ to these parameter names / module prefixes (default: all trainable).
+        distributed: under torch.distributed, `data` is this rank's shard and every product is the
+            all-reduced product over all shards (default: on when the group has > 1 process).
+        vectors_per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
+            GPU, 8 on CPU, which bounds the memory of the batched tangents; timings in bench/).
+        hvp_mode: "forward-over-reverse" (jvp of grad) or "reverse-over-reverse" (vjp of grad, i.e.
+            double backward through torch.func) recompute the forward and the first backward for
+            every pass. "double-backward" builds the first-order graph of each batch once, on the
+            first product, keeps it (memory: about two training steps per batch, for every batch of
+            `data`) and makes every later product one backward through it, vector by vector.
+            Default (None): "double-backward" when `data` is one batch, else "forward-over-reverse".
+            The operator is a snapshot of θ at construction in every mode.
+
+    `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] (vmapped over vectors, or one
+    backward per vector through the kept graph in "double-backward" mode).
+    `n_hvp` counts products (one per vector over the whole data).
+
+    Example:
+        >>> H = HessianOperator(model, nn.CrossEntropyLoss(), loader, weight_decay=5e-4)  # doctest: +SKIP
+        >>> HV = H.matmat(torch.randn(8, H.num_params))                                     # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 hvp_mode: str | None = None, loss_reduction: str | None = None,
+                 distributed: bool | None = None, output_fn: OutputFn | None = None):
+        self._graphs: list[tuple[Tensor, Tensor]] | None = None  # hvp_mode="double-backward"
+        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
+                         vectors_per_pass=vectors_per_pass, hvp_mode=hvp_mode or "forward-over-reverse",
+                         loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
+        if hvp_mode is None and len(self.batches) == 1:
+            self._loss.hvp_mode = "double-backward"
+
+    def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        if V.shape[0] == 1:
+            return self._loss.hvp(self._loss.theta, x, y, V[0]).unsqueeze(0)
+        return vmap(self._loss.hvp, in_dims=(None, None, None, 0))(self._loss.theta, x, y, V)
+
+    def _local_matmat(self, V: Tensor) -> Tensor:
+        if self._loss.hvp_mode != "double-backward":
+            return super()._local_matmat(V)
+        out = torch.zeros_like(V)
+        self._add_cached_products(out, V)
         return out
 
     def _add_cached_products(self, out: Tensor, V: Tensor) -> None:
@@ -319,68 +452,110 @@ class HessianOperator:
                     (hv,) = torch.autograd.grad(gradient, leaf, grad_outputs=v, retain_graph=True)
                     row.add_(hv, alpha=w)
 
-    def __matmul__(self, other: Tensor) -> Tensor:
-        return self.matvec(other) if other.ndim == 1 else self.matmat(other.T).T
 
-    def to_scipy(self):
-        """A scipy.sparse.linalg.LinearOperator (float64 numpy in and out) for scipy's eigsh & co."""
-        from scipy.sparse.linalg import LinearOperator
+class GGNOperator(CurvatureOperator):
+    """The generalised Gauss-Newton matrix G = Σ_b w_b J_bᵀ H_out,b J_b (J = ∂outputs/∂θ, H_out =
+    ∂²loss/∂outputs²), positive semi-definite for a convex loss; same interface and arguments as
+    HessianOperator (products by jvp of the model, an output-space HVP and a vjp; vmapped over vectors).
 
-        def _mv(v: np.ndarray) -> np.ndarray:
-            t = torch.as_tensor(np.asarray(v).reshape(-1))
-            return self.matvec(t).detach().cpu().double().numpy()
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fastvit_analysis import GGNOperator
+        >>> model = nn.Sequential(nn.Linear(4, 3)).double()
+        >>> G = GGNOperator(model, nn.CrossEntropyLoss(), (torch.randn(8, 4).double(), torch.randint(3, (8,))))
+        >>> bool(torch.linalg.eigvalsh(G.dense()).min() > -1e-12)
+        True
+    """
 
-        def _mm(V: np.ndarray) -> np.ndarray:
-            t = torch.as_tensor(np.ascontiguousarray(np.asarray(V).T))
-            return self.matmat(t).detach().cpu().double().numpy().T
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 loss_reduction: str | None = None, distributed: bool | None = None,
+                 output_fn: OutputFn | None = None):
+        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
+                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
+                         distributed=distributed, output_fn=output_fn)
 
-        return LinearOperator(self.shape, matvec=_mv, matmat=_mm, rmatvec=_mv, dtype=np.float64)
-
-    def dense(self) -> Tensor:
-        """The full [P, P] matrix (P HVPs; for small models and tests)."""
-        return self.matmat(torch.eye(self.num_params, dtype=self.dtype, device=self.device))
+    def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        return vmap(self._loss.ggn_product, in_dims=(None, None, None, 0))(self._loss.theta, x, y, V)
 
 
-class MiniBatchHessians:
+class EmpiricalFisherOperator(CurvatureOperator):
+    """The empirical Fisher F = Σ_n c·g_n g_nᵀ, g_n = ∇θ of the loss of sample n alone, c = 1/N for a
+    'mean' loss over N samples and 1 for a 'sum' loss (curvlinops' convention); same interface and
+    arguments as HessianOperator. Each product recomputes the batch's per-sample gradients [B, P]
+    (vmap over samples; memory B·P per batch).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fastvit_analysis import EmpiricalFisherOperator
+        >>> model = nn.Sequential(nn.Linear(4, 3)).double()
+        >>> F = EmpiricalFisherOperator(model, nn.CrossEntropyLoss(), (torch.randn(8, 4).double(), torch.randint(3, (8,))))
+        >>> F.matvec(torch.ones(F.num_params, dtype=torch.float64)).shape
+        torch.Size([15])
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 loss_reduction: str | None = None, distributed: bool | None = None,
+                 output_fn: OutputFn | None = None):
+        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
+                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
+                         distributed=distributed, output_fn=output_fn)
+
+    def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        G = self._loss.per_sample_gradients(self._loss.theta, x, y)      # [B, P]
+        scale = 1.0 / x.shape[0] if self.loss_reduction == "mean" else 1.0
+        return (V @ G.T) @ G * scale
+
+    def _local_matmat(self, V: Tensor) -> Tensor:
+        # per-sample gradients once per batch and product, for all vectors at once
+        out = torch.zeros_like(V)
+        with _prepare_model(self.model), _explain_ad_errors():
+            for w, (x, y) in zip(self._weights, self.batches):
+                out.add_(self._batch_matmat(x, y, V), alpha=w)
+        return out
+
+
+class MiniBatchHessians(CurvatureOperator):
     """b Hessians, one per mini-batch, applied all at once: V [b, P] -> (H_i V_i) [b, P].
 
     `inputs` [b, B, ...] and `targets` [b, B, ...] stack b mini-batches of equal size B; the products
-    are vmapped over the mini-batches (one forward-over-reverse pass for all b).
+    are vmapped over the mini-batches (one forward-over-reverse pass for all b). Each H_i is the
+    Hessian of loss_fn on mini-batch i alone (never all-reduced: mini-batches are independent).
     """
+
+    one_operator_per_row = True
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *,
                  weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
-                 first_index: int = 0, hvp_mode: str = "forward-over-reverse", output_fn: OutputFn | None = None):
+                 first_index: int = 0, hvp_mode: str = "forward-over-reverse",
+                 output_fn: OutputFn | None = None):
         # vmapped over mini-batches: "double-backward" (a kept autograd graph) cannot be vmapped and
         # computes as "reverse-over-reverse" here
-        self.model = model
-        self.weight_decay = float(weight_decay)
-        self._loss = _LossFunction(model, LogitsLoss(loss_fn, output_fn), select_parameters(model, params), hvp_mode)
-        self.flat = self._loss.flat
+        self._first_index = first_index
+        super().__init__(model, loss_fn, (inputs, targets), weight_decay=weight_decay, params=params,
+                         hvp_mode=hvp_mode, distributed=False, output_fn=output_fn)
+
+    def _set_data(self, data: Any) -> None:
+        inputs, targets = data
         self.inputs = inputs.to(self.flat.device)
         self.targets = targets.to(self.flat.device)
-        self.n_hvp = 0
-        with _prepare_model(model):
+        self.num_samples = int(inputs.shape[0] * inputs.shape[1])
+        with _prepare_model(self.model):
             for i in range(inputs.shape[0]):
-                self._loss.check_batch(first_index + i, self.inputs[i], self.targets[i])
+                self._loss.check_batch(self._first_index + i, self.inputs[i], self.targets[i])
 
     @property
-    def num_params(self) -> int:
-        return self.flat.num_params
+    def num_operators(self) -> int:  # type: ignore[override]
+        return self.inputs.shape[0]
 
     @property
     def num_batches(self) -> int:
         return self.inputs.shape[0]
 
-    def matmat(self, V: Tensor) -> Tensor:
-        """V [b, P] (one vector per mini-batch) -> [b, P]."""
-        if V.shape != (self.num_batches, self.num_params):
-            raise ValueError(f"V must have shape [b, P]=[{self.num_batches}, {self.num_params}], got "
-                             f"{tuple(V.shape)}")
+    def _local_matmat(self, V: Tensor) -> Tensor:
         batched = vmap(self._loss.hvp, in_dims=(None, 0, 0, 0))
         with _prepare_model(self.model), _explain_ad_errors():
-            out = batched(self._loss.theta, self.inputs, self.targets, V.to(self.flat.dtype))
-        if self.weight_decay:
-            out = out + self.weight_decay * V
-        self.n_hvp += 1
-        return out
+            return batched(self._loss.theta, self.inputs, self.targets, V)

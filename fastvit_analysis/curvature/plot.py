@@ -109,3 +109,30 @@ def plot_density(result: Any, ax=None, *, grid: Any = None, sigma: float | None 
     ax.set_ylabel("density")
     fig.tight_layout()
     return fig, ax
+
+
+def plot_block_spectra(result: Any, ax=None):
+    """Per-block top-k eigenvalues (markers, left axis) and trace with its 95% interval (bars, right
+    axis) against the block index. Returns the figure."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(result.blocks) + 2), 3))
+    else:
+        fig = ax.figure
+    x = np.arange(len(result.blocks))
+    values = torch.as_tensor(result.eigenvalues).double().numpy()
+    for c in range(values.shape[1]):
+        ax.plot(x, values[:, c], "o", ms=4, color="C0", alpha=1.0 if c == 0 else 0.5,
+                label="top eigenvalues" if c == 0 else None)
+    ax.set_ylabel("eigenvalue")
+    ax.set_xticks(x)
+    ax.set_xticklabels(result.blocks, rotation=60, ha="right", fontsize=7)
+    trace = torch.as_tensor(result.trace).double().numpy()
+    if np.isfinite(trace).any():
+        twin = ax.twinx()
+        err = 1.96 * torch.as_tensor(result.trace_stderr).double().numpy()
+        twin.errorbar(x, trace, yerr=err, fmt="s", ms=3, color="C1", capsize=2, label="trace (95% CI)")
+        twin.set_ylabel("trace", color="C1")
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return fig

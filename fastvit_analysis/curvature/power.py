@@ -7,20 +7,24 @@ on clustered spectra of mixed sign, stops early at values that are neither the t
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..common.progress import progress_bar
 from .krylov import gaussian
+from .lanczos import check_operator, check_top_k
 
 
-def power_iteration(matvec: Callable[[Tensor], Tensor], num_params: int, k: int, *, dtype: torch.dtype,
-                    device: torch.device, max_iter: int = 100, tol: float = 1e-3,
+def power_iteration(operator: Any, k: int, *, max_iter: int = 100, tol: float = 1e-3,
                     generator: torch.Generator | None = None,
                     progress: bool = False) -> tuple[Tensor, Tensor, int]:
-    """-> (eigenvalues [k] in the order found, eigenvectors [k, P], number of products)."""
+    """`operator` (matmat, shape, dtype, device; see lanczos.LinearOperator) -> (eigenvalues [k] in
+    the order found, eigenvectors [k, P], number of products)."""
+    check_operator(operator)
+    num_params, dtype, device = operator.shape[0], operator.dtype, operator.device
+    check_top_k(k, num_params)
     found = torch.zeros(k, num_params, dtype=dtype, device=device)
     values = torch.zeros(k, dtype=torch.float64)
     n_hvp = 0
@@ -32,7 +36,7 @@ def power_iteration(matvec: Callable[[Tensor], Tensor], num_params: int, k: int,
             if i:  # PyHessian orthonormalises once against the found eigenvectors (classical GS)
                 v -= found[:i].T @ (found[:i] @ v)
                 v /= torch.linalg.vector_norm(v)
-            hv = matvec(v)
+            hv = operator.matmat(v.unsqueeze(0))[0]
             n_hvp += 1
             rayleigh = float(torch.dot(hv, v))
             v = hv / torch.linalg.vector_norm(hv).clamp_min(torch.finfo(dtype).tiny)

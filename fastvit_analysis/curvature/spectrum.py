@@ -22,8 +22,8 @@ from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
 from .krylov import gaussian, make_generator
-from .lanczos import check_which, lanczos_eigsh, order_by
-from .operator import HessianOperator, LossFn
+from .lanczos import check_top_k, check_which, explicit_residuals, lanczos_eigsh, order_by
+from .operator import CurvatureOperator, HessianOperator, LossFn
 from .power import power_iteration
 
 
@@ -66,26 +66,18 @@ class HessianSpectrum(Result):
                 for i, (v, r) in enumerate(zip(values, residuals))}
 
 
-def _check_common(top_k: int, tol: float, num_params: int) -> None:
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-    if top_k >= num_params:
-        raise ValueError(f"top_k={top_k} must be smaller than the number of parameters ({num_params})")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
-
-
-def explicit_residuals(H: HessianOperator, values: Tensor, vectors: Tensor) -> Tensor:
-    """‖H v_i − λ_i v_i‖ for unit vectors [k, P] (k products)."""
-    HV = H.matmat(vectors)
-    return torch.linalg.vector_norm(HV - values.to(HV.dtype).unsqueeze(-1) * vectors, dim=-1).double().cpu()
+def _residuals(H: CurvatureOperator, values: Tensor, vectors: Tensor) -> Tensor:
+    """‖H v_i − λ_i v_i‖ -> [k] for unit vectors [k, P] (k products)."""
+    return explicit_residuals(H, values.unsqueeze(0), vectors.unsqueeze(0))[0]
 
 
 def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int = 5, which: str = "LA",
                      tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
-                     max_basis: int | None = None, hvp_mode: str | None = None, output_fn: OutputFn | None = None,
+                     max_basis: int | None = None, hvp_mode: str | None = None,
+                     loss_reduction: str | None = None, distributed: bool | None = None,
+                     operator: CurvatureOperator | None = None, output_fn: OutputFn | None = None,
                      progress: bool = True) -> HessianSpectrum:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
@@ -103,6 +95,10 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         return_eigenvectors: keep the unit eigenvectors [k, P] in `.eigenvectors`.
         hvp_mode: "forward-over-reverse", "reverse-over-reverse" or "double-backward"; default: the
             latter for one batch (see HessianOperator).
+        loss_reduction, distributed: see HessianOperator (batches combined by the loss's reduction;
+            under torch.distributed `data` is this rank's shard).
+        operator: a ready curvature operator (GGNOperator, EmpiricalFisherOperator, a HessianOperator
+            you built) to use instead of the Hessian; model/loss_fn/data are then ignored (pass None).
 
     Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], n_hvp.
 
@@ -112,42 +108,41 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
     check_which(which)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
-                        output_fn=output_fn)
+    if not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    H = operator if operator is not None else HessianOperator(
+        model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+        loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
     P = H.num_params
-    _check_common(top_k, tol, P)
-    if max_hvp is not None and max_hvp < 1:
-        raise ValueError(f"max_hvp must be >= 1, got {max_hvp}")
+    check_top_k(top_k, P, max_hvp if method == "lanczos" else None)
     gen = make_generator(seed, H.device)
 
     if method == "power":
-        values, vectors, _ = power_iteration(H.matvec, P, top_k, dtype=H.dtype, device=H.device,
-                                             generator=gen, progress=progress)
+        values, vectors, _ = power_iteration(H, top_k, generator=gen, progress=progress)
         which_used = "LM"
     else:
         budget = max_hvp if max_hvp is not None else 1000
         v0 = gaussian((1, P), dtype=H.dtype, device=H.device, generator=gen)
-        apply = lambda V: H.matvec(V[0]).unsqueeze(0)  # noqa: E731
         est_tol = tol
         spent = 0
         while True:
-            out = lanczos_eigsh(apply, v0, top_k, which=which, tol=est_tol, max_basis=max_basis,
+            out = lanczos_eigsh(H, v0, top_k, which=which, tol=est_tol, max_basis=max_basis,
                                 max_steps=budget - spent, generator=gen, progress=progress,
                                 desc=f"hessian_spectrum {which}")
             spent += out.n_steps
             values, vectors = out.eigenvalues[0], out.eigenvectors[0]
-            residuals = explicit_residuals(H, values, vectors)
+            residuals = _residuals(H, values, vectors)
             scale = float(values.abs().max())
             # Ritz estimates can be optimistic in float32: if the explicit check fails, restart
             # from the current best vector with a tighter estimate tolerance while budget remains.
-            if bool((residuals <= tol * scale).all()) or spent >= budget or est_tol < tol * 1e-3:
+            if bool((residuals <= tol * scale).all()) or budget - spent < top_k or est_tol < tol * 1e-3:
                 break
             est_tol *= 0.1
             v0 = vectors.sum(0, keepdim=True)
         which_used = which
     values = values.double().cpu()
     if method == "power":
-        residuals = explicit_residuals(H, values, vectors)
+        residuals = _residuals(H, values, vectors)
     else:
         order = order_by(values, which_used)
         values, vectors, residuals = values[order], vectors[order], residuals[order]

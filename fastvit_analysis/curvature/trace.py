@@ -22,7 +22,7 @@ from ..common.outputs import OutputFn
 from ..common.results import Result
 from .hutchpp import hutch_plus_plus, hutchinson
 from .krylov import make_generator
-from .operator import HessianOperator, LossFn
+from .operator import CurvatureOperator, HessianOperator, LossFn
 
 METHODS = ("hutch++", "hutchinson")
 
@@ -51,11 +51,15 @@ class HessianTrace(Result):
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,
                   method: str = "hutch++", weight_decay: float = 0.0,
                   params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
-                  hvp_mode: str | None = None, output_fn: OutputFn | None = None, progress: bool = True) -> HessianTrace:
+                  hvp_mode: str | None = None, loss_reduction: str | None = None,
+                  distributed: bool | None = None, operator: CurvatureOperator | None = None,
+                  output_fn: OutputFn | None = None, progress: bool = True) -> HessianTrace:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
     chunk_size: vectors per batched HVP pass (memory: chunk_size × model activations).
+    loss_reduction, distributed: see HessianOperator. operator: a ready curvature operator (GGN,
+    empirical Fisher) instead of the Hessian; model/loss_fn/data are then ignored.
 
     Example:
         >>> hessian_trace(model, nn.CrossEntropyLoss(), loader, num_probes=99).value  # doctest: +SKIP
@@ -67,11 +71,11 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
                          f"got {num_probes!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
-                        output_fn=output_fn)
+    H = operator if operator is not None else HessianOperator(
+        model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
+        loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
-    value, stderr, _ = estimator(H.matmat, H.num_params, num_probes, dtype=H.dtype, device=H.device,
-                                 generator=gen, chunk=chunk_size, progress=progress)
+    value, stderr, _ = estimator(H, num_probes, generator=gen, chunk=chunk_size, progress=progress)
     return HessianTrace(value=value, stderr=stderr, n_hvp=H.n_hvp, num_probes=num_probes, method=method,
                         num_params=H.num_params)

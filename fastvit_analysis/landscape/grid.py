@@ -38,6 +38,7 @@ from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
 from ..common.outputs import OutputFn, check_output_fn, model_logits
+from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.results import Result, nan_for_none
 from ..common.types import LossFn
 from ..features.fourier import MIN_BATCHES
@@ -197,13 +198,17 @@ class _PointEvaluator:
 
     def __init__(self, model: nn.Module, moving: dict[str, Tensor], fixed: dict[str, Tensor],
                  buffers: dict[str, Tensor], directions: list[Direction],
-                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn, output_fn: OutputFn | None = None):
+                 batches: list[tuple[Tensor, Tensor]], loss_fn: LossFn, output_fn: OutputFn | None = None,
+                 loss_reduction: str | None = None):
         self.model, self.moving, self.fixed = model, moving, fixed
         self.output_fn = output_fn
         self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
         self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
         self.n_samples = sum(int(x.shape[0]) for x, _ in batches)
+        # the loss over all samples: batches weighted by size for a 'mean' loss, summed for a 'sum' loss
+        self.loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
+        self.batch_weights = batch_weights([int(x.shape[0]) for x, _ in batches], self.loss_reduction)
 
     def _params(self, coords: Tensor) -> dict[str, Tensor]:
         """coords: (K, n_dirs) -> name -> (K, *shape) stacked parameter sets."""
@@ -238,7 +243,7 @@ class _PointEvaluator:
         nll = torch.zeros(k, dtype=torch.float64)
         correct = torch.zeros(k, dtype=torch.float64)
         batch_loss, batch_correct = [], []   # per batch: Σ loss over its samples, correct count
-        for x, y in self.batches:
+        for w, (x, y) in zip(self.batch_weights, self.batches):
             if k == 1:
                 loss, corr = self._single({n: p[0] for n, p in params.items()}, x, y)
                 loss, corr = loss.unsqueeze(0), corr.unsqueeze(0)
@@ -248,9 +253,11 @@ class _PointEvaluator:
                     # which is still correct and no slower than point-by-point evaluation.
                     warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
                     loss, corr = vmap(self._single, in_dims=(0, None, None))(params, x, y)
-            batch_loss.append(loss.detach().double().cpu() * x.shape[0])
+            # a 'mean' loss is the batch mean: times the batch size it is the batch's sum over samples
+            per_sample_sum = x.shape[0] if self.loss_reduction == "mean" else 1
+            batch_loss.append(loss.detach().double().cpu() * per_sample_sum)
             batch_correct.append(corr.detach().double().cpu())
-            nll += batch_loss[-1]
+            nll += loss.detach().double().cpu() * w
             correct += batch_correct[-1]
         l2 = torch.zeros(k, dtype=torch.float64)
         for name, p in params.items():
@@ -259,7 +266,6 @@ class _PointEvaluator:
         for name, t in self.fixed.items():
             if name in self.param_names:
                 l2 += torch.linalg.vector_norm(t.double()).cpu()
-        nll /= self.n_samples
         acc = correct / self.n_samples
         batch_loss_t, batch_correct_t = torch.stack(batch_loss, 1), torch.stack(batch_correct, 1)  # [k, batches]
         return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i]),
@@ -329,7 +335,7 @@ def default_points_per_pass(device: torch.device) -> int:
 def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tensor, Tensor]],
                     base: dict[str, Tensor], directions: list[Direction], coords: Sequence[Sequence[float]],
                     *, buffers: dict[str, Tensor] | None = None,
-                    output_fn: OutputFn | None = None) -> list[dict[str, float]]:
+                    output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> list[dict[str, float]]:
     """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
 
     `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
@@ -344,14 +350,14 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
         return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn,
-                               check_output_fn(output_fn))(coords)
+                               check_output_fn(output_fn), loss_reduction)(coords)
 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],
                buffers: dict[str, Tensor] | None, directions: list[Direction], coordinates: list[np.ndarray],
                l2_coef: float, out: str | os.PathLike | None, resume: bool, points_per_pass: int | None,
                progress: bool, desc: str, meta_extra: dict[str, Any],
-               output_fn: OutputFn | None = None) -> LandscapeResult:
+               output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> LandscapeResult:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
     if points_per_pass is not None and (not isinstance(points_per_pass, int) or isinstance(points_per_pass, bool)
@@ -360,6 +366,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
     if not isinstance(l2_coef, (int, float)) or not math.isfinite(l2_coef):
         raise ValueError(f"l2_coef: expected a finite number, got {l2_coef!r}")
     check_output_fn(output_fn)
+    loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
     device = model_device(model)
     if points_per_pass is None:
         points_per_pass = default_points_per_pass(device)
@@ -371,7 +378,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
     def evaluate(points: list[tuple[int, ...]]) -> list[dict[str, float]]:
         coords = [[float(coordinates[a][i]) for a, i in enumerate(p)] for p in points]
         return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers,
-                               output_fn=output_fn)
+                               output_fn=output_fn, loss_reduction=loss_reduction)
 
     meta = print_ = None
     if out is not None:
@@ -382,7 +389,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
             buffers=dict(buffers if buffers is not None else model.named_buffers()), data_hash=data_hash,
             settings={"directions": hash_tensors(directions), "coordinates": [c.tolist() for c in coordinates],
                       "l2_coef": float(l2_coef), "loss_fn": loss_fn,
-                      "loss_reduction": getattr(loss_fn, "reduction", None), **meta_extra})
+                      "loss_reduction": loss_reduction, "output_fn": output_fn, **meta_extra})
     results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, fingerprint=print_,
                         chunk_size=points_per_pass, desc=desc, progress=progress)
     shape = tuple(len(c) for c in coordinates)
@@ -406,7 +413,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
                    span: Span | Sequence[Span] = (-1.0, 1.0), dims: int = 2, l2_coef: float = 0.0,
                    out: str | os.PathLike | None = None, resume: bool = True,
                    points_per_pass: int | None = None, seed: int = 0, norm: str = "filter",
-                   output_fn: OutputFn | None = None, progress: bool = True) -> LandscapeResult:
+                   output_fn: OutputFn | None = None, loss_reduction: str | None = None,
+                   progress: bool = True) -> LandscapeResult:
     """Loss (and accuracy) of `model` on a `steps`-point line (dims=1) or `steps`×`steps` grid (dims=2).
 
     Args:
@@ -422,6 +430,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
             ``filter_normalized_directions(model, dims, norm=norm, seed=seed)``).
         steps: points per axis (>= 2). span: (lo, hi) for every axis, or one pair per axis.
         l2_coef: loss = NLL + l2_coef·Σ_p‖p‖₂ ([paper] uses 0.05 for its plots).
+        loss_reduction: 'mean' or 'sum' when loss_fn has no `.reduction` (default 'mean'): the NLL is
+            the loss over all samples at once (batches weighted by size, or summed), whatever the batching.
         out: directory to write finished points to as they complete (resume with the same call).
         points_per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
             activations are points_per_pass times larger); 1 evaluates point by point. Default
@@ -452,4 +462,4 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
     return _landscape(model, loss_fn, data, base=base, buffers=None, directions=directions,
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
                       points_per_pass=points_per_pass, progress=progress, desc="landscape",
-                      meta_extra={}, output_fn=output_fn)
+                      meta_extra={}, output_fn=output_fn, loss_reduction=loss_reduction)
