@@ -62,7 +62,7 @@ def test_cli_second_writer_is_a_one_line_error(tmp_path, capsys):
     finally:
         os.close(fd)
     err = capsys.readouterr().err.strip()
-    assert status == 1 and len(err.splitlines()) == 1 and "is in use by another running process" in err
+    assert status == 2 and len(err.splitlines()) == 1 and "is in use by another running process" in err
 
 
 def test_unique_temporary_names_and_umask_mode(tmp_path, batch):
@@ -98,7 +98,7 @@ def test_unwritable_folder_fails_before_training(tmp_path, batch, monkeypatch, c
     status = main(["train", "--model", "demo_resnet", "--epochs", "1", "--num-samples", "16", "--out", str(tmp_path),
                    "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert status == 1 and len(err.splitlines()) == 1
+    assert status == 2 and len(err.splitlines()) == 1
     assert err.startswith("fastvit-analysis: error: train:") and "is not writable" in err
 
 
