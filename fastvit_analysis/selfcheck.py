@@ -272,6 +272,21 @@ def _triton_rows() -> list:
     return rows
 
 
+def _import_gpu_suite():
+    """bench/ ships with the repository, not the wheel: find it next to an editable install."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "bench" / "gpu_suite.py").exists() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("bench.gpu_suite")
+    except ImportError as error:
+        raise RuntimeError("selfcheck --bench needs the repository checkout (bench/gpu_suite.py); "
+                           "run it from a clone: python -m bench.gpu_suite") from error
+
+
 def selfcheck(*, triton: bool = True, hvp: bool = True, bench: bool = False,
               json_path: str | None = None, verbose: bool = False) -> SelfCheckResult:
     """Run every available backend against its reference; `.ok` is False on any mismatch.
@@ -309,8 +324,7 @@ def selfcheck(*, triton: bool = True, hvp: bool = True, bench: bool = False,
     if bench:
         if not torch.cuda.is_available():
             raise RuntimeError("selfcheck(bench=True) runs the GPU suite and needs a CUDA device")
-        from bench import gpu_suite
-        gpu_suite.run_suite()
+        _import_gpu_suite().run_suite()
     return result
 
 

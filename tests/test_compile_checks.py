@@ -62,19 +62,20 @@ def _have_triton_cuda_backend():
         return False
 
 
-@pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") != "1",
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it)")
+@pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
 @pytest.mark.skipif(not _have_triton_cuda_backend(), reason="triton has no CUDA backend installed")
 def test_triton_kernels_compile_aot_within_shared_memory():
     from tools import compile_checks as cc
 
-    outcomes = cc.run_checks(cuda=False)
+    cases = cc.triton_cases() if os.environ["FASTVIT_COMPILE_CHECKS"] == "all" else cc.smoke_cases()
+    outcomes = cc.run_checks(cuda=False, cases=cases)
     failed = [f"{o.label}: {o.detail}" for o in outcomes if not o.ok]
     assert not failed, "\n".join(failed)
 
 
-@pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") != "1",
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it)")
+@pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
 def test_cuda_sources_compile_without_spills():
     from tools import compile_checks as cc
 
@@ -83,3 +84,14 @@ def test_cuda_sources_compile_without_spills():
     outcomes = cc.run_checks(triton=False)
     failed = [f"{o.label}: {o.detail}" for o in outcomes if not o.ok]
     assert not failed, "\n".join(failed)
+
+
+def test_smoke_matrix_covers_every_kernel_target_and_corner():
+    from tools import compile_checks as cc
+
+    cases = cc.smoke_cases()
+    assert {(c.kernel, c.cc) for c in cases} == {(k, t) for k in ac.KERNELS for t in cc.TARGETS}
+    assert {c.dtype for c in cases} == {"fp16", "bf16", "fp32"} and {True, False} == {c.jvp for c in cases}
+    assert {16, 64, 128} <= {c.head_dim for c in cases}
+    assert (128, 128, 8, 3) in {c.config for c in cases if c.cc == 90}
+    assert len(cases) <= 40

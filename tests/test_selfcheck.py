@@ -81,3 +81,32 @@ def test_a_raising_check_is_a_failed_row_not_a_crash():
     rows = []
     sc._run(rows, "x", "boom", "-", 1.0, lambda: (_ for _ in ()).throw(RuntimeError("kaput\nmore")))
     assert rows[0].ok is False and rows[0].detail == "RuntimeError: kaput"
+
+
+@pytest.mark.parametrize("ok, code", [(True, 0), (False, 1)])
+def test_cli_selfcheck_prints_the_table_and_exits_by_result(monkeypatch, capsys, tmp_path, ok, code):
+    from fastvit_analysis.cli.main import main
+
+    row = sc.CheckRow("eager/cpu", "forward", "1x1", 0.0 if ok else 1.0, 1e-3, ok, 0.0)
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        return sc.SelfCheckResult({"eager": "yes"}, [row])
+    monkeypatch.setattr(sc, "selfcheck", fake)
+    assert main(["selfcheck", "--no-triton", "--json", str(tmp_path / "s.json")]) == code
+    out = capsys.readouterr().out
+    assert "eager/cpu" in out and "selfcheck: %d/1 checks passed" % int(ok) in out
+    assert seen == {"triton": False, "json_path": str(tmp_path / "s.json"), "bench": False}
+
+
+def test_cli_selfcheck_bench_without_cuda_is_a_one_line_error(monkeypatch, capsys):
+    from fastvit_analysis.cli.main import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sc, "_attention_rows", lambda *a, **k: None)
+    monkeypatch.setattr(sc, "_feature_rows", lambda *a, **k: None)
+    monkeypatch.setattr(sc, "_hvp_row", lambda *a, **k: None)
+    assert main(["selfcheck", "--bench", "--no-triton"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a CUDA device" in err[0]

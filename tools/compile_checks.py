@@ -9,8 +9,12 @@
 
 Usage (2 workers, a fresh Triton cache each run, nothing cached across runs)::
 
-    python -m tools.compile_checks            # the CI matrix (a few minutes on 2 cores)
-    python -m tools.compile_checks --full     # every dtype x head dim x JVP (hours on 2 cores)
+    python -m tools.compile_checks --smoke    # what pytest runs when FASTVIT_COMPILE_CHECKS=1
+    python -m tools.compile_checks            # every kernel x every kept config, both targets
+    python -m tools.compile_checks --full     # x every dtype x head dim x JVP (hours on 2 cores)
+
+One compile takes 1.5-20 s on an idle core for sm_90 (up to ~70 s for sm_80's 128x128 JVP
+tiles), so only the smoke matrix fits a CI budget of a few minutes on 2 cores.
 
 Exit status 1 and one line per failure when anything fails.
 """
@@ -26,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +124,21 @@ def compile_triton(case: TritonCase) -> Outcome:
     if case.cc >= 90 and case.dtype != "fp32":
         detail += ", wgmma" if "wgmma" in compiled.asm["ptx"] else ", no wgmma"
     return Outcome(case.label(), True, detail, time.perf_counter() - start, shared)
+
+
+def smoke_cases(targets=TARGETS) -> list[TritonCase]:
+    """The pytest (CI) matrix: per target and kernel, the largest and the smallest kept config at
+    bf16 D=64, plus the heaviest corners on the smallest config (fp32 IEEE dots + JVP, fp16 D=128
+    + JVP, D=16). `triton_cases()` is every kept config; `--full` the whole cross product."""
+    picked = []
+    for cc in targets:
+        for kernel in ("fwd", "bwd_kv", "bwd_q"):
+            cases = [c for c in triton_cases(False, (cc,)) if c.kernel == kernel]
+            grid = [c for c in cases if (c.dtype, c.head_dim, c.jvp) == ("bf16", 64, False)]
+            size = lambda c: c.config[0] * c.config[1] * c.config[3]  # noqa: E731
+            picked += [max(grid, key=size), min(grid, key=size)]
+            picked += [c for c in cases if (c.dtype, c.head_dim, c.jvp) != ("bf16", 64, False)]
+    return list(dict.fromkeys(picked))
 
 
 def triton_cases(full: bool = False, targets=TARGETS) -> list[TritonCase]:
@@ -233,7 +252,7 @@ def _init_worker(cache: str) -> None:
 
 
 def run_checks(*, full: bool = False, jobs: int = 2, targets=TARGETS, triton: bool = True,
-               cuda: bool = True, cases=None) -> list[Outcome]:
+               cuda: bool = True, cases=None, progress: bool = False) -> list[Outcome]:
     """Run the checks in `jobs` worker processes with a fresh, deleted-afterwards Triton cache."""
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="fastvit-compile-") as tmp:
@@ -254,13 +273,18 @@ def run_checks(*, full: bool = False, jobs: int = 2, targets=TARGETS, triton: bo
                 todo = sorted(todo, key=lambda c: -(c.config[0] * c.config[1] * (2 if c.jvp else 1)
                                                     * c.head_dim))
                 futures += [pool.submit(compile_triton, case) for case in todo]
-            outcomes += [f.result() for f in futures]
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                if progress:
+                    o = outcomes[-1]
+                    print(f"{'ok  ' if o.ok else 'FAIL'} {o.label}: {o.detail} ({o.seconds:.1f} s)", flush=True)
     return outcomes
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.compile_checks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="every dtype x head dim x JVP (slow)")
+    parser.add_argument("--smoke", action="store_true", help="the reduced matrix pytest runs in CI")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--targets", default=",".join(map(str, TARGETS)), help="e.g. 80,90")
     parser.add_argument("--no-cuda", action="store_true")
@@ -269,12 +293,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     targets = tuple(int(t) for t in args.targets.split(","))
     start = time.perf_counter()
-    outcomes = run_checks(full=args.full, jobs=args.jobs, targets=targets,
-                          triton=not args.no_triton, cuda=not args.no_cuda)
+    cases = smoke_cases(targets) if args.smoke else None
+    outcomes = run_checks(full=args.full, jobs=args.jobs, targets=targets, cases=cases,
+                          triton=not args.no_triton, cuda=not args.no_cuda, progress=args.verbose)
     failed = [o for o in outcomes if not o.ok]
-    for o in outcomes:
-        if args.verbose or not o.ok:
-            print(f"{'FAIL' if not o.ok else 'ok  '} {o.label}: {o.detail} ({o.seconds:.1f} s)")
+    for o in failed if not args.verbose else []:
+        print(f"FAIL {o.label}: {o.detail} ({o.seconds:.1f} s)")
     print(f"compile checks: {len(outcomes) - len(failed)}/{len(outcomes)} passed in "
           f"{time.perf_counter() - start:.0f} s wall ({args.jobs} workers)")
     return 1 if failed else 0
