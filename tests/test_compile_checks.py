@@ -95,3 +95,12 @@ def test_smoke_matrix_covers_every_kernel_target_and_corner():
     assert {16, 64, 128} <= {c.head_dim for c in cases}
     assert (128, 128, 8, 3) in {c.config for c in cases if c.cc == 90}
     assert len(cases) <= 40
+
+
+def test_every_kernel_autotunes_over_the_config_list_with_its_pruner():
+    from kernels import attention_bwd, attention_fwd
+
+    for tuned, name in ((attention_fwd._attention_fwd_kernel, "fwd"), (attention_bwd._bwd_kv_kernel, "bwd_kv"),
+                        (attention_bwd._bwd_q_kernel, "bwd_q")):
+        assert tuned.early_config_prune.__name__ == f"early_config_prune_{name}"
+        assert [c.kwargs for c in tuned.configs] == [c.kwargs for c in ac.CONFIGS]
