@@ -80,6 +80,8 @@ _EXPORTS = {
     # sweeps, training
     "run_sweep": "fastvit_analysis.sweep",
     "train": "fastvit_analysis.training",
+    # install check
+    "selfcheck": "fastvit_analysis.selfcheck",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -21,7 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import bias_4d, check_device, configs, dot, is_ieee
+from .attention_common import bias_4d, check_device, dot, is_ieee
+from .attention_configs import CONFIGS, pruner
 from .attention_fwd import attention_fwd_jvp
 
 
@@ -46,7 +47,8 @@ def _tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
     return ts
 
 
-@triton.autotune(configs=configs(), key=["N_Q", "N_K", "HEAD_DIM", "JVP"])
+@triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP"],
+                 prune_configs_by={"early_config_prune": pruner("bwd_kv")})
 @triton.jit
 def _bwd_kv_kernel(
     Q, K, V, Bias, DO, LSE, DELTA, TQ, TK, TV, TBias, TDO, TLSE, TDELTA, DK, DV,
@@ -103,7 +105,8 @@ def _bwd_kv_kernel(
     tl.store(DV + kv_ptrs, dv.to(DV.dtype.element_ty), mask=mask_n[:, None])
 
 
-@triton.autotune(configs=configs(), key=["N_Q", "N_K", "HEAD_DIM", "JVP", "STORE_DS"])
+@triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP", "STORE_DS"],
+                 prune_configs_by={"early_config_prune": pruner("bwd_q")})
 @triton.jit
 def _bwd_q_kernel(
     Q, K, V, Bias, DO, LSE, DELTA, TQ, TK, TV, TBias, TDO, TLSE, TDELTA, DQ, DS,

@@ -17,12 +17,11 @@ import triton.language as tl
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def configs(block_m=(64, 128), block_n=(32, 64), warps=(4, 8), stages=(2,)):
-    """Autotune space on GPU; one tiny config under the interpreter (tests on CPU)."""
-    if INTERPRET:
-        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-            for m in block_m for n in block_n for w in warps for s in stages]
+def configs():
+    """Autotune space (kernels/attention_configs.py owns it and its per-target pruning)."""
+    from .attention_configs import make_configs
+
+    return make_configs()
 
 
 @triton.jit

@@ -17,10 +17,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import bias_4d, check_device, configs, dot, is_ieee
+from .attention_common import bias_4d, check_device, dot, is_ieee
+from .attention_configs import CONFIGS, pruner
 
 
-@triton.autotune(configs=configs(), key=["N_Q", "N_K", "HEAD_DIM", "JVP"])
+@triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP"],
+                 prune_configs_by={"early_config_prune": pruner("fwd")})
 @triton.jit
 def _attention_fwd_kernel(
     Q, K, V, Bias, TQ, TK, TV, TBias, O, LSE, TO, TLSE,

@@ -12,7 +12,8 @@ from fastvit_analysis.cli import main
 from fastvit_analysis.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["train", "hessian", "landscape", "fourier", "variance", "cka", "robustness", "report", "demo"]
+SUBCOMMANDS = ["train", "hessian", "landscape", "fourier", "variance", "cka", "robustness", "report", "demo",
+               "selfcheck"]
 
 
 def run_main(argv, capsys):

@@ -321,7 +321,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="turn progress bars off")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     p.set_defaults(run="demo")
+
+    # selfcheck --------------------------------------------------------------------------------
+    p = sub.add_parser("selfcheck", formatter_class=_Formatter, help="check this install: every backend against its reference",
+                       description="List the backends available here (compiled CPU extension, CUDA extension, Triton, "
+                                   "eager), run each feature-statistics op and fused attention (forward, backward, JVP, "
+                                   "double backward, vmap, fully-masked row) against torch.fft / math SDPA, and one HVP "
+                                   "through a small patched ViT; print a table; exit 1 on any mismatch. --bench then "
+                                   "runs the GPU suite (bench/gpu_suite.py, <= 8 min on one H100/H200).",
+                       epilog=_examples("fastvit-analysis selfcheck", "fastvit-analysis selfcheck --bench --json selfcheck.json"))
+    p.add_argument("--bench", action="store_true", help="afterwards run the GPU suite (needs CUDA)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON")
+    p.add_argument("--no-triton", action="store_true", help="skip the Triton checks")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.set_defaults(run="selfcheck")
     return parser
+
+
+def _run_selfcheck(args: argparse.Namespace) -> int:
+    from ..selfcheck import selfcheck
+
+    result = selfcheck(triton=not args.no_triton, json_path=args.json, bench=args.bench)
+    print(result.table())
+    return 0 if result.ok else 1
 
 
 def _version() -> str:
@@ -350,6 +372,8 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
         from .demo import run_demo
 
         return _in_cli_terms(run_demo)
+    if name == "selfcheck":
+        return _run_selfcheck
     from . import commands
 
     return _in_cli_terms(getattr(commands, f"run_{name}"))

@@ -4,6 +4,10 @@ Order: the ahead-of-time build `fastvit_analysis._C` (setup.py, pip --no-build-i
 else a one-time compile of the shipped sources with torch.utils.cpp_extension.load (ninja),
 cached under ~/.cache/fastvit_analysis (or $FASTVIT_CACHE_DIR). Nothing is compiled at import
 time: the first call that wants the compiled backend triggers it.
+
+A failed CUDA compile (nvcc error, missing headers, ...) never leaves the user without ops: the
+CPU sources are built instead, CUDA tensors take the eager torch path, and one warning says so.
+FASTVIT_REQUIRE_CUDA_EXTENSION=1 makes that failure fatal (GPU CI).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch
 
 NAMESPACE = "fastvit_analysis"
 OPS = ("diag_log_amplitude", "feature_moments")
+REQUIRE_CUDA_ENV = "FASTVIT_REQUIRE_CUDA_EXTENSION"
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ok": False, "error": None, "source": None, "warned": False,
@@ -51,12 +56,12 @@ def _sources(with_cuda: bool) -> list[str]:
     return files
 
 
-def cache_dir() -> Path:
+def cache_dir(with_cuda: bool | None = None) -> Path:
     """Build folder keyed by torch version, CUDA or not, and the sources' content, so that
     checkouts with identical sources share one build and different ones never collide."""
     root = os.environ.get("FASTVIT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
                                                                  "fastvit_analysis")
-    with_cuda = _want_cuda()
+    with_cuda = _want_cuda() if with_cuda is None else with_cuda
     digest = hashlib.sha256()
     for path in _sources(with_cuda) + sorted(glob.glob(str(source_dir() / "ops" / "*.h"))):
         digest.update(Path(path).name.encode())
@@ -71,10 +76,36 @@ def _want_cuda() -> bool:
     return bool(torch.version.cuda and torch.cuda.is_available() and cpp_extension.CUDA_HOME)
 
 
+def cuda_required() -> bool:
+    return os.environ.get(REQUIRE_CUDA_ENV, "0") == "1"
+
+
 def _jit_compile() -> None:
+    """Compile with CUDA when possible; on a failed CUDA build fall back to the CPU sources."""
+    if not _want_cuda():
+        _jit_compile_flavour(False)
+        return
+    try:
+        _jit_compile_flavour(True)
+    except Exception as error:
+        if cuda_required():
+            raise ExtensionUnavailable(f"the CUDA build of the extension failed and "
+                                       f"{REQUIRE_CUDA_ENV}=1: {_one_line(error)}") from error
+        warnings.warn(f"fastvit_analysis: CUDA build of the extension failed ({_one_line(error)}); "
+                      f"using the CPU extension and the torch CUDA path "
+                      f"(set {REQUIRE_CUDA_ENV}=1 to make this fatal)", RuntimeWarning, stacklevel=4)
+        _state["cuda_error"] = error
+        _jit_compile_flavour(False)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def _jit_compile_flavour(with_cuda: bool) -> None:
     from torch.utils import cpp_extension
 
-    with_cuda = _want_cuda()
     sources = _sources(with_cuda)
     if not sources:
         raise ExtensionUnavailable(f"no C++ sources found under {source_dir() / 'ops'}")
@@ -83,7 +114,7 @@ def _jit_compile() -> None:
     if with_cuda:
         cflags.append("-DFASTVIT_WITH_CUDA")
         kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DFASTVIT_WITH_CUDA"]
-    build = cache_dir()
+    build = cache_dir(with_cuda)
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
         name="fastvit_analysis_ops",
@@ -109,7 +140,7 @@ def _load() -> None:
             raise ExtensionUnavailable(f"fastvit_analysis._C is not built ({aot_error}) and "
                                        f"FASTVIT_NO_JIT=1 forbids compiling it") from aot_error
         _jit_compile()
-        _state["source"] = f"jit:{cache_dir()}"
+        _state["source"] = f"jit:{cache_dir(_want_cuda() and 'cuda_error' not in _state)}"
     if not _ops_registered():
         raise ExtensionUnavailable(f"the extension loaded from {_state['source']} did not register "
                                    f"torch.ops.{NAMESPACE}.{{{', '.join(OPS)}}}")
