@@ -71,6 +71,8 @@ _EXPORTS = {
     # attention
     "fused_attention": "fastvit_analysis.attention.fused",
     "patch_attention": "fastvit_analysis.attention.patch",
+    # the paper's claims (SPEC §5)
+    "evaluate_claims": "fastvit_analysis.claims",
     # sweeps, training
     "run_sweep": "fastvit_analysis.sweep",
     "train": "fastvit_analysis.training",

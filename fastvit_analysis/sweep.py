@@ -7,8 +7,11 @@ torch.distributed (started by torchrun; gloo on CPU, NCCL on GPU) rank r takes a
 missing points (every world-th one) and the new results are gathered on every rank, so every rank
 returns the full list.
 
-`out/meta.json` describes the sweep (the caller's `meta`, the number of points and a hash of their
-keys); resuming into a directory written by another sweep raises ValueError on every rank.
+`out/meta.json` describes the sweep (the caller's `meta`, the number of points, a hash of their keys and
+the caller's `fingerprint` of weights, data and settings, see `common.fingerprint`); resuming into a
+directory written by another sweep raises StaleResultsError (a ValueError) on every rank, naming what
+differs. A resume says on stderr (rank 0) how many points it reused. While a sweep writes `out`, it holds
+`out/.lock` (a second process into the same folder is refused), and `out` is checked writable first.
 
 Example:
     >>> from fastvit_analysis import run_sweep
@@ -20,15 +23,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
+from contextlib import ExitStack
+
 from .common.distributed import all_gather, barrier, broadcast_from_rank0, world_size
 from .common.distributed import rank as get_rank
+from .common.fingerprint import describe_mismatch
 from .common.progress import progress_bar
 from .common.results import atomic_write_text, to_jsonable
+from .common.store import check_writable, folder_lock
 
-__all__ = ["run_sweep", "check_meta", "load_done"]
+__all__ = ["run_sweep", "check_meta", "load_done", "StaleResultsError"]
 
 PointResult = dict[str, Any]
 _FORMAT = "fastvit_analysis.sweep/1"
@@ -59,28 +67,50 @@ def load_done(out: str | os.PathLike) -> dict[str, PointResult]:
 _load_done = load_done  # the name used by the first version of this module
 
 
+class StaleResultsError(ValueError):
+    """`out` holds results computed from other weights, data or settings than this call's.
+
+    `differences` lists what differs in words; `fix(option)` names the way out in the caller's terms
+    (the CLI passes "--no-resume")."""
+
+    def __init__(self, out: str | os.PathLike, differences: list[str], option: str = "resume=False"):
+        self.out, self.differences = str(out), list(differences)
+        super().__init__(self.fix(option))
+
+    def fix(self, option: str) -> str:
+        return (f"out={self.out!r} holds results of another sweep (differs in: {'; '.join(self.differences)}); "
+                f"rerun with {option} to recompute them, or use another output folder")
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    diffs = describe_mismatch(stored.get("fingerprint"), wanted["fingerprint"]) \
+        if "fingerprint" in wanted and stored.get("fingerprint") != wanted["fingerprint"] else []
+    if "fingerprint" in wanted and "fingerprint" not in stored:
+        diffs = ["fingerprint (written by an older version, which did not record weights and data)"]
+    for k in sorted(set(stored) | set(wanted)):
+        if k != "fingerprint" and stored.get(k) != wanted.get(k):
+            diffs.append(k)
+    return diffs
+
+
 def check_meta(out: Path, meta: dict[str, Any]) -> None:
-    """Write `out/meta.json`, or check that an existing one describes the same sweep (ValueError if not)."""
+    """Write `out/meta.json`, or check that an existing one describes the same sweep
+    (StaleResultsError naming what differs, if not)."""
     meta_file = Path(out) / "meta.json"
     wanted = to_jsonable(meta)
     if meta_file.exists():
         try:
             stored = json.loads(meta_file.read_text())
         except json.JSONDecodeError:
-            raise ValueError(f"out={str(out)!r}: meta.json is not valid JSON; use another directory "
-                             f"or resume=False") from None
+            raise StaleResultsError(out, ["meta.json (it is not valid JSON)"]) from None
         if stored != wanted:
-            if not isinstance(stored, dict):
-                stored = {}
-            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            raise ValueError(f"out={str(out)!r} holds results of another sweep (differs in {diff}); "
-                             f"use another directory or resume=False")
+            raise StaleResultsError(out, _differences(stored if isinstance(stored, dict) else {}, wanted))
     else:
         atomic_write_text(meta_file, json.dumps(wanted, indent=2))
 
 
 def _prepare_out(out_dir: Path, meta: dict[str, Any], resume: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir)
     if not resume:
         for f in out_dir.glob("points.rank*.jsonl"):
             f.unlink()
@@ -102,18 +132,22 @@ def _open_log(path: Path):
 
 def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequence[Hashable], *,
               out: str | os.PathLike | None = None, resume: bool = True, meta: dict[str, Any] | None = None,
-              chunk_size: int = 1, desc: str = "sweep", progress: bool = True) -> list[PointResult]:
+              chunk_size: int = 1, desc: str = "sweep", progress: bool = True,
+              fingerprint: dict[str, Any] | None = None, wait: bool = False) -> list[PointResult]:
     """Evaluate `points` (JSON-serialisable keys) in chunks and return one result dict per point, in order.
 
     Args:
         evaluate: maps a list of up to `chunk_size` points to a list of result dicts (values: numbers,
-            lists, tensors or arrays; they are stored, and returned, as JSON-safe values: NaN -> "nan").
+            lists, tensors or arrays; they are stored, and returned, as JSON-safe values: NaN/Inf -> None).
         points: the sweep's points, e.g. grid indices `(i, j)`, mini-batch indices, frequencies.
         out: directory for incremental results; None keeps everything in memory.
         resume: reuse the finished points found in `out` (which must describe the same `meta`);
             False clears `out` first.
         meta: describes the sweep (model, grid, data); stored in `out/meta.json` and checked on resume.
         chunk_size: points per `evaluate` call; each finished chunk is written at once.
+        fingerprint: `common.fingerprint.fingerprint(...)` of the weights, data and settings the results
+            depend on; stored with `meta` and compared on resume (StaleResultsError names what differs).
+        wait: wait for another process's lock on `out` instead of refusing (FolderBusyError).
 
     Returns:
         list of result dicts, `results[i]` for `points[i]` (on every rank).
@@ -127,6 +161,16 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     if meta is not None and not isinstance(meta, dict):
         raise TypeError(f"meta: expected a dict or None, got {type(meta).__name__}")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise TypeError(f"fingerprint: expected a dict or None, got {type(fingerprint).__name__}")
+    with ExitStack() as stack:
+        if out is not None and get_rank() == 0:
+            stack.enter_context(folder_lock(check_writable(out), wait=wait))
+        return _run_sweep(evaluate, points, out=out, resume=resume, meta=meta, chunk_size=chunk_size,
+                          desc=desc, progress=progress, fingerprint=fingerprint)
+
+
+def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progress, fingerprint):
     rank, world = get_rank(), world_size()
     points = list(points)
     keys = [_key(p) for p in points]
@@ -137,6 +181,8 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
     if out_dir is not None:
         full_meta = {"format": _FORMAT, "points": len(keys),
                      "points_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(), **(meta or {})}
+        if fingerprint is not None:
+            full_meta["fingerprint"] = fingerprint
         error = None
         if rank == 0:
             try:
@@ -150,6 +196,10 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
         if error_text is not None:
             raise ValueError(f"rank 0 could not prepare out={str(out_dir)!r}: {error_text}")
         done = load_done(out_dir) if resume else {}
+        reused = sum(k in done for k in keys)
+        if rank == 0 and reused:
+            print(f"{desc}: {reused}/{len(keys)} points reused from {out_dir}, computing {len(keys) - reused}",
+                  file=sys.stderr, flush=True)
         # Nobody writes before every rank has read, so all ranks agree on what is missing.
         barrier()
 

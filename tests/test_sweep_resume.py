@@ -26,7 +26,7 @@ POINTS = [(i, j) for i in range(4) for j in range(3)]
 def test_in_memory_results_in_order():
     res = run_sweep(Counter(), POINTS, chunk_size=5, progress=False)
     assert [r["sq"] for r in res] == [i * i + j for i, j in POINTS]
-    assert res[0]["vec"] == [0, "nan"]  # JSON-safe values, same as after a resume
+    assert res[0]["vec"] == [0, None]  # JSON-safe values (NaN -> null), same as after a resume
 
 
 @pytest.mark.parametrize("chunk", [1, 2])
@@ -67,7 +67,7 @@ def test_line_cut_by_a_kill_is_ignored_and_recomputed(tmp_path):
 
 def test_other_sweep_in_out_dir_is_refused(tmp_path):
     run_sweep(Counter(), POINTS, out=tmp_path, meta={"model": "a"}, progress=False)
-    with pytest.raises(ValueError, match=r"another sweep \(differs in \['model'\]\)"):
+    with pytest.raises(ValueError, match=r"another sweep \(differs in: model\); rerun with resume=False"):
         run_sweep(Counter(), POINTS, out=tmp_path, meta={"model": "b"}, progress=False)
     with pytest.raises(ValueError, match="another sweep.*points"):
         run_sweep(Counter(), POINTS[:-1], out=tmp_path, meta={"model": "a"}, progress=False)
@@ -79,7 +79,7 @@ def test_other_sweep_in_out_dir_is_refused(tmp_path):
     assert len(c.evaluated) == len(POINTS)
     assert json.loads((tmp_path / "meta.json").read_text())["model"] == "b"
     (tmp_path / "meta.json").write_text("{broken")
-    with pytest.raises(ValueError, match="meta.json is not valid JSON"):
+    with pytest.raises(ValueError, match="meta.json \\(it is not valid JSON\\)"):
         run_sweep(Counter(), POINTS, out=tmp_path, meta={"model": "b"}, progress=False)
 
 

@@ -325,7 +325,7 @@ def _too_few(point: np.ndarray, n: int) -> Estimate | ArrayEstimate:
 
 def bootstrap_interval(per_unit: Any, statistic: Callable[[np.ndarray], Any] | None = None, *,
                        seed: int = DEFAULT_SEED, num_resamples: int = 1000, weights: Any = None,
-                       pooled: bool = False, level: float = 0.95) -> Estimate | ArrayEstimate:
+                       pooled: bool = False, level: float = 0.95, min_units: int = 2) -> Estimate | ArrayEstimate:
     """Percentile bootstrap over UNITS: resample the rows of `per_unit` (n_units, ...) with
     replacement `num_resamples` times (indices from `bootstrap_indices(n_units, num_resamples, seed)`).
 
@@ -340,7 +340,8 @@ def bootstrap_interval(per_unit: Any, statistic: Callable[[np.ndarray], Any] | N
         float or an array (e.g. ``lambda v: np.quantile(v, 0.9)``), called once per resample.
 
     Returns an Estimate for a scalar statistic, an ArrayEstimate for an array one, with n = n_units.
-    With one unit there is nothing to resample: the interval is NaN.
+    With fewer than `min_units` units (at least 2: one unit leaves nothing to resample) the interval
+    is NaN; the feature analyses ask for 8 batches, below which a percentile interval is too coarse.
 
     Example:
         >>> x = np.arange(16.0)
@@ -355,7 +356,7 @@ def bootstrap_interval(per_unit: Any, statistic: Callable[[np.ndarray], Any] | N
     w = _validate_weights(weights, n)
     idx = bootstrap_indices(n, num_resamples, seed)
     point, reps = _replicates(x, statistic, pooled, w, idx)
-    if n < 2:
+    if n < max(2, min_units):
         return _too_few(point, n)
     lo, hi = _percentile(reps, level)
     return _estimate(point, lo, hi, n)
@@ -364,14 +365,14 @@ def bootstrap_interval(per_unit: Any, statistic: Callable[[np.ndarray], Any] | N
 def bootstrap_difference(per_unit_a: Any, per_unit_b: Any, statistic: Callable[[np.ndarray], Any] | None = None,
                          *, paired: bool = True, seed: int = DEFAULT_SEED, num_resamples: int = 1000,
                          weights_a: Any = None, weights_b: Any = None, pooled: bool = False,
-                         level: float = 0.95) -> Estimate | ArrayEstimate:
+                         level: float = 0.95, min_units: int = 2) -> Estimate | ArrayEstimate:
     """Interval of statistic(b) - statistic(a) for two models' per-unit arrays.
 
     ``paired=True`` (the units are the same test batches, aligned by row): the SAME resample indices
     are applied to both arrays, so what the two models share cancels. ``paired=False`` (different
     units, e.g. each model's own mini-batches): each array is resampled independently (seeds
-    `seed` and `seed + 1`). `statistic`, `pooled` and the weights mean what they mean in
-    `bootstrap_interval`. n is the number of units (the smaller one when unpaired).
+    `seed` and `seed + 1`). `statistic`, `pooled`, `min_units` and the weights mean what they mean
+    in `bootstrap_interval`. n is the number of units (the smaller one when unpaired).
 
     Example:
         >>> a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
@@ -398,7 +399,7 @@ def bootstrap_difference(per_unit_a: Any, per_unit_b: Any, statistic: Callable[[
     pb, rb = _replicates(xb, statistic, pooled, wb, idx_b)
     n = min(na, nb)
     point = pb - pa
-    if n < 2:
+    if n < max(2, min_units):
         return _too_few(point, n)
     lo, hi = _percentile(rb - ra, level)
     return _estimate(point, lo, hi, n)

@@ -1,4 +1,9 @@
-"""Base of every result dataclass: `.to_dict()` gives JSON-serialisable data, `.save_json(path)` writes it."""
+"""Base of every result dataclass: `.to_dict()` gives JSON-serialisable data, `.save_json(path)` writes it.
+
+JSON conventions: NaN and ±Inf are stored as null (standard JSON; `nan_for_none` turns them back into
+NaN floats when reading), result files get the mode the umask allows (0o666 & ~umask), and a file is
+replaced atomically via a uniquely named temporary file in the same folder.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +19,13 @@ import torch
 
 
 def to_jsonable(value: Any) -> Any:
-    """Tensors/arrays -> nested lists, numpy scalars -> Python numbers, NaN/Inf -> None-free floats kept
-    as strings 'nan'/'inf' so that the JSON stays standard."""
+    """Tensors/arrays -> nested lists, numpy scalars -> Python numbers, NaN/Inf -> None (JSON null), so
+    that the JSON stays standard and no reader meets the string "nan".
+
+    Example:
+        >>> to_jsonable({"a": torch.tensor([1.0, float("nan")]), "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         return to_jsonable(value.tolist() if value.ndim else value.item())
@@ -24,11 +34,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return to_jsonable(value.item())
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
+        return value if math.isfinite(value) else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return value.to_dict() if hasattr(value, "to_dict") else to_jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
@@ -40,15 +46,44 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` via a temporary file + rename, so readers never see half a file."""
+def nan_for_none(value: Any) -> Any:
+    """Inverse of to_jsonable's NaN rule: None -> NaN, recursively in lists (for numeric fields).
+
+    Example:
+        >>> nan_for_none([1.0, None])
+        [1.0, nan]
+    """
+    if value is None:
+        return float("nan")
+    if isinstance(value, list):
+        return [nan_for_none(v) for v in value]
+    return value
+
+
+def default_file_mode() -> int:
+    """0o666 & ~umask: the mode `open()` would give a new file (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def unique_temp_path(path: str | os.PathLike) -> tuple[int, str]:
+    """(fd, name) of a new, uniquely named temporary file next to `path` (for write + os.replace)."""
+    path = Path(path)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` to `path` via a unique temporary file + rename, so readers never see half a file
+    and two writers never share a temporary file; the file gets the umask's mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = unique_temp_path(path)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
+            os.fchmod(f.fileno(), default_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -57,15 +92,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically; see `atomic_write_bytes`."""
+    atomic_write_bytes(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The parsed JSON of `path`; OSError / ValueError (json.JSONDecodeError) propagate to the caller,
+    which decides whether an unreadable file is an error or a line in a list of skipped files."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 class Result:
     """Mixin for result dataclasses. Fields with `metadata={"serialize": False}` are left out of
-    `to_dict()` (e.g. large eigenvectors)."""
+    `to_dict()` (e.g. large eigenvectors). A result with a `summary()` (name -> Estimate, SPEC §5)
+    also gets a "summary" entry of {"value", "ci95", "n"} dicts."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.metadata.get("serialize", True):
                 out[f.name] = to_jsonable(getattr(self, f.name))
+        summary = getattr(self, "summary", None)
+        if callable(summary):
+            out["summary"] = {str(k): e.to_dict() for k, e in summary().items()}
         return out
 
     def save_json(self, path: str | os.PathLike) -> Path:

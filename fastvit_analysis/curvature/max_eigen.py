@@ -22,15 +22,21 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
-from ..common.results import Result
+from ..common.fingerprint import fingerprint, hash_tensors
+from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
+from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
+
+
+SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 
 @dataclass
@@ -39,6 +45,9 @@ class MaxEigenvalueSpectrum(Result):
 
     negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
     (nan when none). residuals [num_batches, top_k]: explicit ‖H_b v − λ v‖.
+    `summary()` gives these and pooled quantiles with 95% intervals from a bootstrap over
+    MINI-BATCHES (a resample draws whole rows of `eigenvalues`, not single values: the k values of
+    one mini-batch's Hessian are not independent).
     """
 
     eigenvalues: Tensor
@@ -54,6 +63,51 @@ class MaxEigenvalueSpectrum(Result):
     def values(self) -> Tensor:
         """All pooled eigenvalues, flat."""
         return self.eigenvalues.reshape(-1)
+
+    def per_batch_totals(self) -> np.ndarray:
+        """Per mini-batch [#values < 0, #finite values, Σ values > 0, #values > 0] -> (num_batches, 4):
+        the negative fraction is t0/t1 and the positive mean t2/t3 of their (resampled) totals."""
+        values = self.eigenvalues.double().numpy()
+        return np.stack([(values < 0).sum(1), np.isfinite(values).sum(1),
+                         np.where(values > 0, values, 0.0).sum(1), (values > 0).sum(1)],
+                        axis=1).astype(np.float64)
+
+    def summary(self, *, quantiles: Sequence[float] = SUMMARY_QUANTILES, seed: int = 0,
+                num_resamples: int = 1000) -> dict[str, Estimate]:
+        """{"negative_fraction", "positive_mean", "quantile_<q>"...}: Estimates with n = mini-batches.
+
+        Intervals: percentile bootstrap over mini-batches (`bootstrap_interval`, fixed `seed`); the
+        fractions and the positive mean are ratios of pooled totals over the resampled mini-batches.
+
+        Example:
+            >>> r = MaxEigenvalueSpectrum(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
+            ...                           torch.ones(2, 2, dtype=torch.bool), 0.25, 2.0, 16, "LM", 10)
+            >>> s = r.summary()
+            >>> s["negative_fraction"].value, s["positive_mean"].value, s["positive_mean"].n
+            (0.25, 2.0, 2)
+        """
+        values = self.eigenvalues.double().numpy()                  # [mini-batches, k]
+        totals = self.per_batch_totals()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = {"negative_fraction": bootstrap_interval(totals, lambda t: t[:, 0] / t[:, 1], pooled=True,
+                                                           seed=seed, num_resamples=num_resamples),
+                   "positive_mean": bootstrap_interval(totals, lambda t: t[:, 2] / t[:, 3], pooled=True,
+                                                       seed=seed, num_resamples=num_resamples)}
+        if quantiles:
+            # the resamples of bootstrap_interval (same indices), vectorised: [R, mini-batches·k] at once
+            idx = bootstrap_indices(values.shape[0], num_resamples, seed)
+            pooled = values[idx].reshape(num_resamples, -1)
+            for q in quantiles:
+                point = float(np.nanquantile(values, q))
+                if values.shape[0] < 2:
+                    out[f"quantile_{q:g}"] = Estimate(point, (float("nan"), float("nan")), values.shape[0])
+                    continue
+                # np.nanquantile loops over rows in Python; np.quantile is vectorised (no NaN: the usual case)
+                reps = (np.quantile(pooled, q, axis=1) if np.isfinite(values).all()
+                        else np.nanquantile(pooled, q, axis=1))
+                lo, hi = np.quantile(reps, [0.025, 0.975])
+                out[f"quantile_{q:g}"] = Estimate(point, (float(lo), float(hi)), values.shape[0])
+        return out
 
     def plot(self, axes=None, **kwargs):
         """The paper's two-panel density (negative and positive ranges); see curvature.plot."""
@@ -101,7 +155,9 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             seeded per mini-batch (seed, index), so results are reproducible and resumable.
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
         batches_per_pass: mini-batches solved together (vmap); memory grows with it.
-        out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep).
+        out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
+            folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
+            with any of them changed is refused (StaleResultsError naming it) unless resume=False.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
@@ -166,13 +222,20 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(), "n_hvp": n_hvp}
                 for r in range(len(indices))]
 
-    meta = {"analysis": "max_eigenvalue_spectrum", "batch_size": batch_size, "num_batches": n, "top_k": top_k,
-            "which": which, "tol": tol, "max_hvp": max_hvp, "seed": seed, "num_params": P,
-            "weight_decay": weight_decay, "transform": transform is not None}
-    results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta,
+    meta = {"analysis": "max_eigenvalue_spectrum"}
+    print_ = None
+    if out is not None:
+        print_ = fingerprint(
+            "max_eigenvalue_spectrum/2", model=model, data_hash=hash_tensors({"inputs": inputs, "targets": targets}),
+            settings={"batch_size": batch_size, "num_batches": n, "top_k": top_k, "which": which, "tol": tol,
+                      "max_hvp": max_hvp, "max_basis": max_basis, "seed": seed, "num_params": P,
+                      "params": [name for name, _ in named], "weight_decay": weight_decay,
+                      "transform": transform, "hvp_mode": hvp_mode, "loss_fn": loss_fn,
+                      "loss_reduction": getattr(loss_fn, "reduction", None)})
+    results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta, fingerprint=print_,
                         chunk_size=batches_per_pass, desc="max_eigenvalue_spectrum", progress=progress)
-    values = torch.tensor([r["eigenvalues"] for r in results], dtype=torch.float64)
-    residuals = torch.tensor([r["residuals"] for r in results], dtype=torch.float64)
+    values = torch.tensor([nan_for_none(r["eigenvalues"]) for r in results], dtype=torch.float64)
+    residuals = torch.tensor([nan_for_none(r["residuals"]) for r in results], dtype=torch.float64)
     scale = values.abs().amax(dim=1, keepdim=True)
     positive = values[values > 0]
     return MaxEigenvalueSpectrum(

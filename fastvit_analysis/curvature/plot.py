@@ -23,11 +23,29 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def histogram_band(eigenvalues: Any, edges: np.ndarray, *, seed: int = 0, num_resamples: int = 1000):
+    """Pointwise 95% band of the max-eigenvalue histogram density on `edges` [bins + 1]: each bin's
+    count over the total number of values, per bin width, bootstrapped over MINI-BATCHES (rows of
+    `eigenvalues` [num_batches, k]) -> ArrayEstimate of shape [bins]."""
+    from ..common.intervals import bootstrap_interval
+
+    rows = torch.as_tensor(eigenvalues).double().numpy()
+    per_batch = np.stack([np.histogram(r[np.isfinite(r)], bins=edges)[0] for r in rows]).astype(np.float64)
+    totals = np.isfinite(rows).sum(1, keepdims=True).astype(np.float64)
+    width = np.diff(edges)
+    b = len(width)
+    return bootstrap_interval(np.concatenate([per_batch, totals], axis=1),
+                              lambda t: t[:, :b] / (t[:, b:] * width[None]), pooled=True, seed=seed,
+                              num_resamples=num_resamples)
+
+
 def plot_max_eigenvalue_spectrum(result: Any, axes=None, *, bins: int = 40, label: str | None = None,
-                                 color: str | None = None):
+                                 color: str | None = None, band: bool = True):
     """The paper's Fig. 1c/4: density of the pooled per-mini-batch eigenvalues, negative range (left
     panel) and positive range (right panel), each a normalised histogram over its own range.
 
+    band: shade each bin's 95% interval (bootstrap over mini-batches, `histogram_band`); the panel
+    titles carry the negative fraction and positive mean with their intervals (`result.summary()`).
     Returns (figure, (ax_negative, ax_positive)); pass `axes` (two Axes) to overlay several models.
     """
     plt = _pyplot()
@@ -37,12 +55,24 @@ def plot_max_eigenvalue_spectrum(result: Any, axes=None, *, bins: int = 40, labe
     else:
         fig = axes[0].figure
     total = max(values.size, 1)
+    summary = result.summary(quantiles=()) if hasattr(result, "summary") else {}
+    notes = {"negative": summary.get("negative_fraction"), "positive": summary.get("positive_mean")}
     for ax, part, title in ((axes[0], values[values < 0], "negative"), (axes[1], values[values > 0], "positive")):
         if part.size:
             hist, edges = np.histogram(part, bins=bins)
             density = hist / (total * np.diff(edges))  # share of all values, so the panels are comparable
-            ax.plot(0.5 * (edges[1:] + edges[:-1]), density, label=label, color=color)
-        ax.set_title(f"{title} eigenvalues")
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            line, = ax.plot(centres, density, label=label, color=color)
+            if band and np.ndim(result.eigenvalues) == 2 and len(result.eigenvalues) > 1:
+                interval = histogram_band(result.eigenvalues, edges)
+                ax.fill_between(centres, interval.ci95[:, 0], interval.ci95[:, 1], color=line.get_color(),
+                                alpha=0.2, lw=0)
+        note = notes[title]
+        if note is not None and label is None:
+            what = "fraction" if title == "negative" else "mean"
+            ax.set_title(f"{title} eigenvalues ({what} {note:.3g})", fontsize="small")
+        else:
+            ax.set_title(f"{title} eigenvalues")
         ax.set_xlabel("max eigenvalue")
     axes[0].set_ylabel("density")
     if label is not None:
@@ -52,8 +82,10 @@ def plot_max_eigenvalue_spectrum(result: Any, axes=None, *, bins: int = 40, labe
 
 
 def plot_density(result: Any, ax=None, *, grid: Any = None, sigma: float | None = None, num: int = 1000,
-                 log: bool = True, label: str | None = None):
-    """Smoothed SLQ eigenvalue density of a HessianDensity result; returns (figure, ax)."""
+                 log: bool = True, label: str | None = None, band: bool = True):
+    """Smoothed SLQ eigenvalue density of a HessianDensity result; returns (figure, ax).
+
+    band: shade the pointwise 95% band over probes (`HessianDensity.density_band`)."""
     plt = _pyplot()
     nodes = result.nodes.double()
     if grid is None:
@@ -65,7 +97,12 @@ def plot_density(result: Any, ax=None, *, grid: Any = None, sigma: float | None 
         fig, ax = plt.subplots(figsize=(5, 3))
     else:
         fig = ax.figure
-    ax.plot(np.asarray(grid), dens.numpy() + (1e-12 if log else 0.0), label=label)
+    floor = 1e-12 if log else 0.0
+    line, = ax.plot(np.asarray(grid), dens.numpy() + floor, label=label)
+    if band and result.nodes.shape[0] > 1:
+        interval = result.density_band(torch.as_tensor(grid), sigma)
+        ax.fill_between(np.asarray(grid), interval.ci95[:, 0] + floor, interval.ci95[:, 1] + floor,
+                        color=line.get_color(), alpha=0.2, lw=0)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("eigenvalue")

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.intervals import Estimate
 from ..common.results import Result
 from .krylov import gaussian, make_generator
 from .lanczos import check_which, lanczos_eigsh, order_by
@@ -43,6 +44,25 @@ class HessianSpectrum(Result):
     tol: float
     num_params: int
     eigenvectors: Tensor | None = field(default=None, metadata={"serialize": False})
+
+    def summary(self) -> dict[str, Estimate]:
+        """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = n_hvp.
+
+        Not a sampling interval: a certified bound. For symmetric H and a unit vector v, the interval
+        [λ − ‖Hv − λv‖, λ + ‖Hv − λv‖] holds at least one eigenvalue of H (Bauer–Fike / Krylov–Weinstein),
+        up to the rounding of the HVPs. It does not certify that this eigenvalue is the i-th in
+        `which` order (a missed eigenvalue can lie outside all intervals).
+
+        Example:
+            >>> r = HessianSpectrum(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
+            ...                     "LA", "lanczos", 1e-3, 10)
+            >>> r.summary()["eigenvalue_0"]
+            Estimate(value=3.0, ci95=(2.5, 3.5), n=12)
+        """
+        values = self.eigenvalues.double().tolist()
+        residuals = self.residuals.double().tolist()
+        return {f"eigenvalue_{i}": Estimate(v, (v - r, v + r), int(self.n_hvp))
+                for i, (v, r) in enumerate(zip(values, residuals))}
 
 
 def _check_common(top_k: int, tol: float, num_params: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from ..common.intervals import Estimate, normal_interval
 from ..common.results import Result
 from .hutchpp import hutch_plus_plus, hutchinson
 from .krylov import make_generator
@@ -35,6 +36,15 @@ class HessianTrace(Result):
     num_probes: int
     method: str
     num_params: int
+
+    def summary(self) -> dict[str, Estimate]:
+        """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (SPEC §5).
+
+        Example:
+            >>> HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95
+            (8.040036015459947, 11.959963984540053)
+        """
+        return {"trace": normal_interval(self.value, self.stderr, self.num_probes)}
 
 
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,

@@ -10,6 +10,10 @@ one batch stacked as G (L, n²) all pairs come from one (La, n²) × (n², Lb) p
 outer terms. The Gram of each layer is computed once per batch. Mini-batch CKA accumulates
 HSIC(K, L), HSIC(K, K), HSIC(L, L) over batches: CKA = ΣHSIC(K,L) / √(ΣHSIC(K,K)·ΣHSIC(L,L)).
 
+Intervals (SPEC §5): the per-batch HSIC triples are kept; the 95% interval of every CKA entry, and of
+the mean CKA within / between stages, is a percentile bootstrap over BATCHES (the sums above taken
+over resampled batches; fixed seed), NaN with fewer than 8 batches.
+
 Example:
     >>> import torch
     >>> from fastvit_analysis import linear_cka
@@ -19,13 +23,15 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches, model_device
+from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, estimates_to_dict
 from ..common.progress import progress_bar
 from ..common.results import Result
 from .extract import LatentExtractor, LatentSpec, batch_count
@@ -33,7 +39,13 @@ from .extract import LatentExtractor, LatentSpec, batch_count
 
 @dataclass
 class CKAResult(Result):
-    """[La, Lb] mini-batch CKA matrix between the latents of model A (rows) and model B (columns)."""
+    """[La, Lb] mini-batch CKA matrix between the latents of model A (rows) and model B (columns).
+
+    For the intervals: the per-batch unbiased HSIC pieces `batch_hsic_ab` (num_batches, La, Lb),
+    `batch_hsic_aa` (num_batches, La), `batch_hsic_bb` (num_batches, Lb), and `matrix_ci95`
+    (La, Lb, 2) from a bootstrap over batches (NaN with fewer than 8 batches). `stages` (one label
+    per latent, within one model) enables the within/between-stage means of `summary()`.
+    """
 
     names_a: list[str]
     names_b: list[str]
@@ -42,11 +54,85 @@ class CKAResult(Result):
     matrix: list[list[float]]
     num_batches: int = 0
     num_samples: int = 0
+    batch_hsic_ab: list[list[list[float]]] = field(default_factory=list)
+    batch_hsic_aa: list[list[float]] = field(default_factory=list)
+    batch_hsic_bb: list[list[float]] = field(default_factory=list)
+    matrix_ci95: list[list[list[float]]] = field(default_factory=list)
+    stages: list[Any] | None = None
+    bootstrap_seed: int = 0
+    num_resamples: int = 1000
+
+    def _per_batch(self) -> np.ndarray:
+        """(num_batches, La·Lb + La + Lb): the additive per-batch pieces of the pooled HSIC sums."""
+        nb = self.num_batches
+        return np.concatenate([np.asarray(self.batch_hsic_ab, dtype=np.float64).reshape(nb, -1),
+                               np.asarray(self.batch_hsic_aa, dtype=np.float64).reshape(nb, -1),
+                               np.asarray(self.batch_hsic_bb, dtype=np.float64).reshape(nb, -1)], axis=1)
+
+    def _bootstrap(self, of_matrix) -> "Estimate | ArrayEstimate":
+        """Bootstrap over batches of `of_matrix((R, La, Lb) CKA matrices) -> (R, ...)`."""
+        la, lb = len(self.names_a), len(self.names_b)
+
+        def statistic(totals: np.ndarray) -> np.ndarray:
+            cross = totals[:, :la * lb].reshape(-1, la, lb)
+            aa, bb = totals[:, la * lb:la * lb + la], totals[:, la * lb + la:]
+            return of_matrix(cross / np.sqrt(aa[:, :, None] * bb[:, None, :]))
+
+        return bootstrap_interval(self._per_batch(), statistic, pooled=True, seed=self.bootstrap_seed,
+                                  num_resamples=self.num_resamples, min_units=MIN_BATCHES)
+
+    def matrix_interval(self) -> ArrayEstimate:
+        """The CKA matrix with its (La, Lb, 2) interval, n = batches."""
+        return self._bootstrap(lambda m: m)  # type: ignore[return-value]
+
+    def stage_means(self, stages: Sequence[Hashable] | None = None) -> dict[str, Estimate]:
+        """Mean CKA over pairs of distinct latents in the same stage ("cka/within_stage"), in
+        different stages ("cka/between_stage") and their difference ("cka/within_minus_between",
+        SPEC §5 C7), with intervals from one bootstrap over batches. `stages`: one label per latent
+        (default: the result's `stages`); needs a CKA of one model with itself."""
+        stages = self.stages if stages is None else list(stages)
+        if stages is None:
+            raise ValueError("stages: give one stage label per latent (e.g. [0, 0, 1, 1, ...])")
+        if self.names_a != self.names_b or len(stages) != len(self.names_a):
+            raise ValueError(f"stages needs a CKA of one model with itself and one label per latent "
+                             f"({len(self.names_a)}), got {len(stages)} labels")
+        index: dict[Hashable, int] = {}
+        labels = np.array([index.setdefault(s, len(index)) for s in stages])
+        same = labels[:, None] == labels[None, :]
+        off_diagonal = ~np.eye(len(stages), dtype=bool)
+        within, between = same & off_diagonal, ~same
+        if not within.any() or not between.any():
+            raise ValueError("stages: need at least two stages and a stage with two latents")
+
+        def means(m: np.ndarray) -> np.ndarray:
+            w, b = m[:, within].mean(axis=1), m[:, between].mean(axis=1)
+            return np.stack([w, b, w - b], axis=1)
+
+        est = self._bootstrap(means)
+        keys = ("cka/within_stage", "cka/between_stage", "cka/within_minus_between")
+        return {k: est[i] for i, k in enumerate(keys)}  # type: ignore[index]
+
+    def summary(self) -> dict[str, Estimate]:
+        """Within/between-stage mean CKA (when `stages` is set) and the mean off-diagonal CKA
+        ("cka/mean_off_diagonal", for one model with itself), with intervals (n = batches)."""
+        out: dict[str, Estimate] = {}
+        if self.names_a == self.names_b and len(self.names_a) > 1 and self.num_batches:
+            off = ~np.eye(len(self.names_a), dtype=bool)
+            out["cka/mean_off_diagonal"] = self._bootstrap(lambda m: m[:, off].mean(axis=1))  # type: ignore
+        if self.stages is not None and self.num_batches:
+            out |= self.stage_means()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
     def plot(self, **kwargs):
         from .plot import plot_cka
 
         return plot_cka(self, **kwargs)
+
+
+MIN_BATCHES = 8  # fewer batches: NaN intervals (a percentile bootstrap over < 8 units is too coarse)
 
 
 def _check_n(n: int, what: str) -> None:
@@ -146,18 +232,27 @@ def minibatch_cka(model_a: nn.Module, data: Any, model_b: nn.Module | None = Non
                   layers_a: Sequence[str | LatentSpec] | None = None,
                   layers_b: Sequence[str | LatentSpec] | None = None, *,
                   kinds_a: Mapping[str, str] | None = None, kinds_b: Mapping[str, str] | None = None,
-                  progress: bool = True) -> CKAResult:
+                  progress: bool = True, stages: Sequence[Hashable] | None = None, bootstrap_seed: int = 0,
+                  num_resamples: int = 1000) -> CKAResult:
     """Mini-batch linear CKA between every latent of `model_a` and every latent of `model_b` (default:
     `model_a` itself), accumulated over the batches of `data` (each of at least 4 examples).
 
     Latents are flattened to (n, features) (prefix tokens included). Returns a CKAResult with the
-    [La, Lb] matrix.
+    [La, Lb] matrix and its interval `matrix_ci95` (bootstrap over batches, `num_resamples` from
+    `bootstrap_seed`; >= 8 batches for an interval). `stages` (one label per latent of model A, for
+    a model with itself) adds the within/between-stage means to `summary()`.
 
     Example:
         >>> res = minibatch_cka(net, loader, progress=False)  # doctest: +SKIP
         >>> res.plot()  # doctest: +SKIP
     """
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 200:
+        raise ValueError(f"num_resamples must be an integer >= 200 (SPEC §5), got {num_resamples!r}")
     extractor_a = LatentExtractor(model_a, layers_a, kinds=kinds_a)
+    if stages is not None and (model_b is not None or len(list(stages)) != len(extractor_a.specs)):
+        raise ValueError(f"stages: one label per latent of model_a ({len(extractor_a.specs)}) for a CKA "
+                         f"of one model with itself, got {len(list(stages))} labels"
+                         + (" and a model_b" if model_b is not None else ""))
     same = model_b is None and layers_b is None and kinds_b is None
     if model_b is None:
         model_b = model_a
@@ -169,17 +264,28 @@ def minibatch_cka(model_a: nn.Module, data: Any, model_b: nn.Module | None = Non
     device_a, device_b = model_device(model_a), model_device(model_b)
     total = batch_count(data)
     batches = samples = 0
+    pieces: list[tuple[Tensor, Tensor, Tensor]] = []  # per batch: HSIC(K,L), HSIC(K,K), HSIC(L,L)
     for x, _ in progress_bar(iter_batches(data), total=total, desc="cka", progress=progress):
         _check_n(x.shape[0], "minibatch_cka: data")
         stack_a = _batch_grams(extractor_a, x.to(device_a))
         stack_b = stack_a if same else _batch_grams(extractor_b, x.to(device_b))
-        cross += stack_a.hsic(stack_b).cpu()
+        batch_cross = stack_a.hsic(stack_b).cpu()
         diag_a = stack_a.self_hsic().cpu()
+        diag_b = diag_a if same else stack_b.self_hsic().cpu()
+        cross += batch_cross
         self_a += diag_a
-        self_b += diag_a if same else stack_b.self_hsic().cpu()
+        self_b += diag_b
+        pieces.append((batch_cross, diag_a, diag_b))
         batches += 1
         samples += x.shape[0]
     matrix = cross / torch.sqrt(torch.outer(self_a, self_b))
-    return CKAResult(names_a=extractor_a.names, names_b=extractor_b.names,
-                     kinds_a=[s.kind for s in extractor_a.specs], kinds_b=[s.kind for s in extractor_b.specs],
-                     matrix=matrix.tolist(), num_batches=batches, num_samples=samples)
+    result = CKAResult(names_a=extractor_a.names, names_b=extractor_b.names,
+                       kinds_a=[s.kind for s in extractor_a.specs], kinds_b=[s.kind for s in extractor_b.specs],
+                       matrix=matrix.tolist(), num_batches=batches, num_samples=samples,
+                       batch_hsic_ab=torch.stack([p[0] for p in pieces]).tolist(),
+                       batch_hsic_aa=torch.stack([p[1] for p in pieces]).tolist(),
+                       batch_hsic_bb=torch.stack([p[2] for p in pieces]).tolist(),
+                       stages=None if stages is None else list(stages), bootstrap_seed=int(bootstrap_seed),
+                       num_resamples=num_resamples)
+    result.matrix_ci95 = result.matrix_interval().ci95.tolist()
+    return result

@@ -5,6 +5,10 @@ around DC (outer side 2⌊(f+w)·H/(2π)⌋, inner side 2⌊(f−w)·H/(2π)⌋,
 and take the real part: δ_f. The even-sized square is not symmetric about DC, so the real part also
 carries the mask's conjugate mirror (the reference behaviour). ΔAcc(f) = acc(x + δ_f) − acc(x), in %.
 
+Intervals (SPEC §5): every image's correctness, clean and at each frequency, is kept; accuracies get
+Wilson intervals over the N images, ΔAcc(f) Newcombe's interval for paired proportions (the same
+images clean and noisy), and the mean ΔAcc over high frequencies a paired bootstrap over images.
+
 Example:
     >>> import torch
     >>> from fastvit_analysis import frequency_noise
@@ -16,18 +20,22 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import is_single_batch, iter_batches, model_device
+from ..common.intervals import Estimate, bootstrap_interval, estimates_to_dict, paired_difference, wilson_interval
 from ..common.modes import eval_mode
-from ..common.results import Result
+from ..common.fingerprint import fingerprint, hash_data
+from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 
 DEFAULT_FREQS = tuple(round(k * 0.1, 10) * math.pi for k in range(1, 10))  # 0.1π … 0.9π
+HIGH_FREQUENCY = 0.6 * math.pi  # SPEC §5 C5: "high-frequency noise" is f >= 0.6π
 
 
 def _centred_square(size: int, side: int, device=None) -> Tensor:
@@ -104,7 +112,14 @@ def frequency_noise(x: Tensor, freq: float, *, eps: float = 0.1, bandwidth: floa
 
 @dataclass
 class NoiseRobustnessResult(Result):
-    """Clean accuracy and ΔAcc(f) = acc(x + δ_f) − acc(x) in percentage points, per frequency (radians)."""
+    """Clean accuracy and ΔAcc(f) = acc(x + δ_f) − acc(x) in percentage points, per frequency (radians).
+
+    For the intervals: `clean_correct` and `noisy_correct[f]` hold each image's correctness as a
+    string of "0"/"1" (image order of `data`); `clean_accuracy_ci95` and `noisy_accuracy_ci95` are
+    Wilson intervals, `delta_accuracy_ci95` Newcombe's paired intervals (all in percent; NaN when
+    the per-image record is missing, e.g. points resumed from an older run). `summary()` gives the
+    key numbers as Estimates (n = images).
+    """
 
     freqs: list[float]
     delta_accuracy: list[float]
@@ -113,6 +128,54 @@ class NoiseRobustnessResult(Result):
     eps: float
     bandwidth: float
     num_samples: int
+    clean_correct: str = ""
+    noisy_correct: list[str] = field(default_factory=list)
+    clean_accuracy_ci95: list[float] = field(default_factory=lambda: [math.nan, math.nan])
+    noisy_accuracy_ci95: list[list[float]] = field(default_factory=list)
+    delta_accuracy_ci95: list[list[float]] = field(default_factory=list)
+    bootstrap_seed: int = 0
+
+    @property
+    def has_per_image(self) -> bool:
+        return bool(self.clean_correct) and len(self.noisy_correct) == len(self.freqs) and all(self.noisy_correct)
+
+    def correct(self) -> np.ndarray:
+        """(1 + F, N) bool: row 0 clean, row 1 + j at `freqs[j]`; one column per image."""
+        if not self.has_per_image:
+            raise ValueError("this result has no per-image correctness (resumed from an older run?)")
+        return np.array([[c == "1" for c in row] for row in [self.clean_correct, *self.noisy_correct]], dtype=bool)
+
+    def per_image_delta(self, min_freq: float = HIGH_FREQUENCY) -> np.ndarray:
+        """(N,) per-image mean over the frequencies f >= `min_freq` of (noisy − clean) correctness, in
+        percent: the paired units for a contrast between two models on the same images, e.g.
+        ``paired_difference(resnet.per_image_delta(), vit.per_image_delta(), method="bootstrap")``.
+        Its mean is the mean ΔAcc over those frequencies."""
+        rows = [j for j, f in enumerate(self.freqs) if f >= min_freq - 1e-12]
+        if not rows:
+            raise ValueError(f"min_freq: no frequency >= {min_freq:.4g} rad in {self.freqs}")
+        c = self.correct().astype(np.float64)
+        return 100.0 * (c[1 + np.array(rows)].mean(axis=0) - c[0])
+
+    def summary(self) -> dict[str, Estimate]:
+        """"clean_accuracy" (Wilson), "delta_accuracy/<f/π>pi" per frequency (Newcombe, paired) and
+        "delta_accuracy/high" (mean ΔAcc over f >= 0.6π, paired bootstrap over images), in percent."""
+        n = self.num_samples
+        lo, hi = self.clean_accuracy_ci95
+        out = {"clean_accuracy": Estimate(self.clean_accuracy, (lo, hi), n)}
+        cis = self.delta_accuracy_ci95 or [[math.nan, math.nan]] * len(self.freqs)
+        for f, d, (lo, hi) in zip(self.freqs, self.delta_accuracy, cis):
+            out[f"delta_accuracy/{f / math.pi:.3g}pi"] = Estimate(d, (lo, hi), n)
+        if any(f >= HIGH_FREQUENCY - 1e-12 for f in self.freqs):
+            if self.has_per_image:
+                out["delta_accuracy/high"] = bootstrap_interval(self.per_image_delta(), seed=self.bootstrap_seed,
+                                                                num_resamples=2000)
+            else:
+                high = [d for f, d in zip(self.freqs, self.delta_accuracy) if f >= HIGH_FREQUENCY - 1e-12]
+                out["delta_accuracy/high"] = Estimate(float(np.mean(high)), (math.nan, math.nan), n)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
     def plot(self, **kwargs):
         from .plot import plot_noise_robustness
@@ -142,7 +205,9 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
         data: (inputs, targets) batch or iterable of batches; targets are class indices.
         freqs: centre frequencies in radians (default 0.1π … 0.9π).
         eps, bandwidth: noise amplitude and annulus half-width (see `frequency_noise`).
-        out, resume: directory for incremental results / reuse finished points.
+        out, resume: directory for incremental results / reuse finished points. `out` records a
+            fingerprint of the weights, the data (its bytes, hashed in one pass before the sweep) and
+            the settings; a re-run with any of them changed is refused unless resume=False.
 
     Example:
         >>> res = noise_robustness(model, loader, eps=0.1, progress=False)  # doctest: +SKIP
@@ -159,8 +224,9 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
     data = _batches_reiterable(data)
     device = model_device(model)
 
-    def accuracy(freq: float | None) -> dict[str, float]:
+    def accuracy(freq: float | None) -> dict[str, Any]:
         correct = total = 0
+        hits: list[Tensor] = []  # per image, for the paired intervals
         with eval_mode(model), torch.no_grad():
             for i, (x, y) in enumerate(iter_batches(data, device=device)):
                 if freq is not None:
@@ -169,15 +235,38 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
                 pred = model(x).argmax(dim=-1)
                 correct += int((pred == y.to(pred.device)).sum())
                 total += int(y.shape[0])
-        return {"accuracy": 100.0 * correct / total, "samples": total}
+                hits.append((pred == y.to(pred.device)).cpu())
+        bits = "".join("1" if h else "0" for h in torch.cat(hits).tolist())
+        return {"accuracy": 100.0 * correct / total, "samples": total, "correct": bits}
 
     points = [("clean", 0.0)] + [("freq", f) for f in freqs]
-    meta = {"analysis": "noise_robustness", "model": type(model).__name__, "eps": eps,
-            "bandwidth": bandwidth, "seed": seed}
+    meta = {"analysis": "noise_robustness", "model": type(model).__name__}
+    print_ = None
+    if out is not None:
+        print_ = fingerprint("noise_robustness/2", model=model, data_hash=hash_data(data),
+                             settings={"eps": eps, "bandwidth": bandwidth, "seed": seed})
     results = run_sweep(lambda pts: [accuracy(None if kind == "clean" else f) for kind, f in pts], points,
-                        out=out, resume=resume, meta=meta, desc="noise robustness", progress=progress)
-    clean = float(results[0]["accuracy"])
-    noisy = [float(r["accuracy"]) for r in results[1:]]
-    return NoiseRobustnessResult(freqs=freqs, delta_accuracy=[a - clean for a in noisy], noisy_accuracy=noisy,
-                                 clean_accuracy=clean, eps=eps, bandwidth=bandwidth,
-                                 num_samples=int(results[0]["samples"]))
+                        out=out, resume=resume, meta=meta, fingerprint=print_, desc="noise robustness",
+                        progress=progress)
+    clean = float(nan_for_none(results[0]["accuracy"]))
+    noisy = [float(nan_for_none(r["accuracy"])) for r in results[1:]]
+    result = NoiseRobustnessResult(freqs=freqs, delta_accuracy=[a - clean for a in noisy], noisy_accuracy=noisy,
+                                   clean_accuracy=clean, eps=eps, bandwidth=bandwidth,
+                                   num_samples=int(results[0]["samples"]))
+    return _with_intervals(result, [r.get("correct") or "" for r in results])
+
+
+def _with_intervals(result: NoiseRobustnessResult, bits: Sequence[str]) -> NoiseRobustnessResult:
+    """Fill the per-image record and the Wilson / paired intervals (percent) from per-point bit strings."""
+    n = result.num_samples
+    nan2 = [math.nan, math.nan]
+    if not all(len(b) == n for b in bits):  # a point without the per-image record: values only
+        result.noisy_accuracy_ci95 = [nan2] * len(result.freqs)
+        result.delta_accuracy_ci95 = [nan2] * len(result.freqs)
+        return result
+    result.clean_correct, result.noisy_correct = bits[0], list(bits[1:])
+    c = result.correct()
+    result.clean_accuracy_ci95 = list(wilson_interval(int(c[0].sum()), n, scale=100).ci95)
+    result.noisy_accuracy_ci95 = [list(wilson_interval(int(row.sum()), n, scale=100).ci95) for row in c[1:]]
+    result.delta_accuracy_ci95 = [list(paired_difference(c[0], row, scale=100).ci95) for row in c[1:]]
+    return result

@@ -1,6 +1,8 @@
 """Paper-style figures of the feature analyses; every function returns a matplotlib Figure.
 
 Uses matplotlib's object API only (no pyplot state), so it works with the Agg backend and in scripts.
+Where a result carries 95% intervals (SPEC §5) they are drawn as bands (lines against depth or
+frequency) or error bars (ΔAcc); intervals that are NaN (too few batches) leave no band.
 
 Example:
     >>> fig = plot_variance(variance_analysis(model, loader))  # doctest: +SKIP
@@ -52,16 +54,33 @@ def _pi_ticks(ax: "Axes", upper: float) -> None:
     ax.set_xticklabels(["0", "0.5π", "1.0π"][:len(ax.get_xticks())])
 
 
-def plot_fourier(result: "FourierResult", *, ax: "Axes | None" = None, cmap: str = "plasma") -> "Figure":
-    """Δ log amplitude against frequency, one line per latent coloured by normalised depth."""
+def _band(ax: "Axes", x: Sequence[float], ci: Sequence[Sequence[float]] | None, color, alpha: float = 0.2) -> None:
+    """Shade the 95% interval `ci` (len(x) pairs [lo, hi]) around a line; nothing when absent/NaN."""
+    import numpy as np
+
+    if not ci:
+        return
+    c = np.asarray(ci, dtype=float)
+    if c.shape != (len(x), 2) or np.isnan(c).all():
+        return
+    ax.fill_between(x, c[:, 0], c[:, 1], color=color, alpha=alpha, lw=0)
+
+
+def plot_fourier(result: "FourierResult", *, ax: "Axes | None" = None, cmap: str = "plasma",
+                 bands: bool = True) -> "Figure":
+    """Δ log amplitude against frequency, one line per latent coloured by normalised depth, with its
+    95% band (bootstrap over batches) when `bands`."""
     import matplotlib
     from matplotlib import cm, colors
 
     fig, ax = _figure(ax)
     norm = colors.Normalize(0.0, 1.0)
     colormap = matplotlib.colormaps[cmap]
-    for depth, freq, delta in zip(result.depths, result.frequencies, result.delta_log_amplitude):
+    cis = result.delta_ci95 or [None] * len(result.depths)
+    for depth, freq, delta, ci in zip(result.depths, result.frequencies, result.delta_log_amplitude, cis):
         ax.plot(freq, delta, color=colormap(norm(depth)), lw=1.2)
+        if bands:
+            _band(ax, freq, ci, colormap(norm(depth)), alpha=0.12)
     upper = max((f[-1] for f in result.frequencies if f), default=math.pi)
     _pi_ticks(ax, max(upper, math.pi))
     ax.set_xlabel("Frequency")
@@ -71,20 +90,24 @@ def plot_fourier(result: "FourierResult", *, ax: "Axes | None" = None, cmap: str
 
 
 def plot_high_frequency(result: "FourierResult", *, ax: "Axes | None" = None) -> "Figure":
-    """Δ log amplitude at each latent's highest frequency against normalised depth, MSA shaded."""
+    """Δ log amplitude at each latent's highest frequency against normalised depth, MSA shaded, with
+    its 95% band."""
     fig, ax = _figure(ax)
     _shade_kinds(ax, result.depths, result.kinds)
     ax.plot(result.depths, result.high_frequency, marker="o", ms=3, color="tab:red")
+    _band(ax, result.depths, result.high_frequency_ci95.tolist(), "tab:red")
     ax.set_xlabel("Normalized depth")
     ax.set_ylabel("Δ Log amplitude (high freq.)")
     return fig
 
 
 def plot_variance(result: "VarianceResult", *, ax: "Axes | None" = None, log: bool = False) -> "Figure":
-    """Feature-map variance against normalised depth, MSA and down-sampling blocks shaded."""
+    """Feature-map variance against normalised depth, MSA and down-sampling blocks shaded, with its
+    95% band (bootstrap over batches)."""
     fig, ax = _figure(ax)
     _shade_kinds(ax, result.depths, result.kinds)
     ax.plot(result.depths, result.variance, marker="o", ms=3, color="tab:blue")
+    _band(ax, result.depths, result.variance_ci95, "tab:blue")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("Normalized depth")
@@ -111,10 +134,18 @@ def plot_cka(result: "CKAResult", *, ax: "Axes | None" = None, cmap: str = "magm
 
 def plot_noise_robustness(result: "NoiseRobustnessResult", *, ax: "Axes | None" = None,
                           label: str | None = None) -> "Figure":
-    """ΔAcc (%) against noise frequency (radians)."""
+    """ΔAcc (%) against noise frequency (radians), with 95% error bars (paired over the images)."""
+    import numpy as np
+
     fig, ax = _figure(ax)
     ax.axhline(0.0, color="black", lw=0.6)
-    ax.plot(result.freqs, result.delta_accuracy, marker="o", ms=3, label=label)
+    delta = np.asarray(result.delta_accuracy, dtype=float)
+    ci = np.asarray(result.delta_accuracy_ci95, dtype=float) if result.delta_accuracy_ci95 else None
+    if ci is not None and ci.shape == (len(delta), 2) and not np.isnan(ci).all():
+        yerr = np.stack([delta - ci[:, 0], ci[:, 1] - delta])
+        ax.errorbar(result.freqs, delta, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
+    else:
+        ax.plot(result.freqs, delta, marker="o", ms=3, label=label)
     _pi_ticks(ax, math.pi)
     ax.set_xlabel("Frequency")
     ax.set_ylabel("Δ Accuracy (%)")

@@ -17,15 +17,17 @@ from .variance import VarianceAccumulator, VarianceResult
 
 def feature_statistics(model: nn.Module, data: Any, *, layers: Sequence[str | LatentSpec] | None = None,
                        kinds: Mapping[str, str] | None = None, spectrum: str = "diagonal",
-                       backend: str | None = None, progress: bool = True) -> tuple[FourierResult, VarianceResult]:
+                       backend: str | None = None, progress: bool = True, bootstrap_seed: int = 0,
+                       num_resamples: int = 1000) -> tuple[FourierResult, VarianceResult]:
     """`fourier_analysis` and `variance_analysis` together, sharing each batch's forward pass.
 
     Arguments as in `fourier_analysis`. Returns (FourierResult, VarianceResult).
     """
-    FourierAccumulator([], spectrum=spectrum)  # validate before running anything
+    boot = dict(bootstrap_seed=bootstrap_seed, num_resamples=num_resamples)
+    FourierAccumulator([], spectrum=spectrum, **boot)  # validate before running anything
     extractor = LatentExtractor(model, layers, kinds=kinds)
-    fourier = FourierAccumulator(extractor.specs, spectrum=spectrum, backend=backend)
-    variance = VarianceAccumulator(extractor.specs, backend=backend)
+    fourier = FourierAccumulator(extractor.specs, spectrum=spectrum, backend=backend, **boot)
+    variance = VarianceAccumulator(extractor.specs, backend=backend, **boot)
 
     def on_latent(spec: LatentSpec, z: Tensor) -> None:
         fourier(spec, z)

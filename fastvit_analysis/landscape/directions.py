@@ -27,7 +27,6 @@ Normalisation of the non-zeroed tensors
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Iterable
 
 import torch
@@ -156,11 +155,8 @@ def filter_normalized_directions(model: nn.Module, n: int = 2, *, norm: str = "f
 
 
 def directions_fingerprint(directions: list[Direction]) -> str:
-    """SHA-256 over names, shapes and values of the directions (identifies a landscape's plane)."""
-    h = hashlib.sha256()
-    for direction in directions:
-        for name in sorted(direction):
-            t = direction[name].detach().to("cpu").contiguous()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    """SHA-256 over names, shapes and values of the directions (identifies a landscape's plane);
+    the one tensor hash of `common.fingerprint`."""
+    from ..common.fingerprint import hash_tensors
+
+    return hash_tensors(list(directions))

@@ -22,7 +22,6 @@ Killed? Run the same command again: the points already in ``runs/vit`` are not r
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -35,10 +34,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..common.batches import materialize_batches, model_device
+from ..common.fingerprint import fingerprint, hash_tensors
+from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
-from ..common.results import Result
+from ..common.results import Result, nan_for_none
+from ..features.fourier import MIN_BATCHES
 from ..sweep import run_sweep
-from .directions import Direction, directions_fingerprint, filter_normalized_directions
+from .directions import Direction, filter_normalized_directions
 
 __all__ = ["loss_landscape", "LandscapeResult", "evaluate_points"]
 
@@ -54,7 +56,13 @@ class LandscapeResult(Result):
     + coordinates[1][j]·d2``. ``loss = nll + l2_coef·l2_norm`` where ``nll`` is the data loss
     (sample-weighted mean of ``loss_fn`` over the batches) and ``l2_norm`` is Σ_p ‖p‖₂ over all
     parameters at that point (sum of per-tensor L2 norms, not squared). ``accuracy`` is the top-1
-    fraction, NaN when the outputs are not (B, C) logits with integer targets.
+    accuracy in percent (0-100, as every analysis reports it), NaN when the outputs are not (B, C)
+    logits with integer targets.
+
+    Per data batch (for intervals that resample batches, SPEC §5): ``batch_loss_sum[..., b]`` is the
+    sum of ``loss_fn`` over batch b's samples at each point (batch mean × its size), ``batch_correct[..., b]``
+    its correct count, ``batch_sizes[b]`` its size; shapes ``loss.shape + (num_batches,)``. None when
+    the result was resumed from a sweep folder written before these were recorded.
     """
 
     coordinates: list[np.ndarray]
@@ -65,6 +73,9 @@ class LandscapeResult(Result):
     l2_coef: float = 0.0
     n_samples: int = 0
     directions: list[Direction] | None = field(default=None, repr=False, metadata={"serialize": False})
+    batch_loss_sum: np.ndarray | None = None
+    batch_correct: np.ndarray | None = None
+    batch_sizes: list[int] | None = None
 
     @property
     def dims(self) -> int:
@@ -74,6 +85,102 @@ class LandscapeResult(Result):
     def relative_loss(self) -> np.ndarray:
         """``loss - min(loss)`` (what the paper plots)."""
         return self.loss - np.nanmin(self.loss)
+
+    @property
+    def centre_index(self) -> tuple[int, ...]:
+        """Grid index of the point nearest the origin (θ* itself on the default odd grids)."""
+        return tuple(int(np.argmin(np.abs(np.asarray(c)))) for c in self.coordinates)
+
+    @property
+    def border_mask(self) -> np.ndarray:
+        """True on the grid's outer ring: first or last point of any axis (|a| = 1 or |b| = 1 on the
+        default span (-1, 1)); the two ends of a 1-D line."""
+        mask = np.zeros(np.shape(self.loss), dtype=bool)
+        for axis, c in enumerate(self.coordinates):
+            edge = [slice(None)] * mask.ndim
+            for i in (0, len(c) - 1):
+                edge[axis] = i
+                mask[tuple(edge)] = True
+        return mask
+
+    def border_rise_units(self) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
+        """Per data batch b, the pieces of the C1 quantity (SPEC §5) "mean loss on the border minus
+        the loss at the centre", linear in the batches: rows [Σ_border-mean loss_b, Σ centre loss_b,
+        n_b, n_b·l2_coef·(mean border ‖θ‖ − centre ‖θ‖)] -> (num_batches, 4), and the statistic of
+        their totals (R, 4) -> (R,) that gives the rise. None without per-batch data.
+        """
+        if self.batch_loss_sum is None or self.batch_sizes is None:
+            return None
+        per_batch = np.asarray(self.batch_loss_sum, dtype=np.float64)
+        mask, centre = self.border_mask, self.centre_index
+        sizes = np.asarray(self.batch_sizes, dtype=np.float64)
+        l2 = np.asarray(self.l2_norm, dtype=np.float64)
+        l2_rise = float(self.l2_coef) * (float(l2[mask].mean()) - float(l2[centre])) if self.l2_coef else 0.0
+        units = np.stack([per_batch[mask].mean(0), per_batch[centre], sizes, sizes * l2_rise], axis=1)
+        return units, _rise_from_totals
+
+    def loss_band(self, *, seed: int = 0, num_resamples: int = 1000) -> ArrayEstimate | None:
+        """Pointwise 95% band of `loss` over the grid (shape loss.shape + (2,) in `.ci95`): bootstrap
+        over data batches, n = batches (NaN with fewer than 8). None without per-batch data."""
+        if self.batch_loss_sum is None or self.batch_sizes is None:
+            return None
+        shape = np.shape(self.loss)
+        per_batch = np.asarray(self.batch_loss_sum, dtype=np.float64).reshape(-1, len(self.batch_sizes)).T
+        sizes = np.asarray(self.batch_sizes, dtype=np.float64)[:, None]
+        l2 = float(self.l2_coef) * np.asarray(self.l2_norm, dtype=np.float64).reshape(-1)
+        P = per_batch.shape[1]
+        band = bootstrap_interval(np.concatenate([per_batch, sizes], axis=1),
+                                  lambda t: t[:, :P] / t[:, P:] + l2[None], pooled=True, seed=seed,
+                                  num_resamples=num_resamples, min_units=MIN_BATCHES)
+        return ArrayEstimate(np.asarray(band.value).reshape(shape), np.asarray(band.ci95).reshape(*shape, 2), band.n)
+
+    def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
+        """{"border_rise", "centre_loss", "centre_accuracy"} with 95% intervals (SPEC §5).
+
+        border_rise: mean `loss` on the border (`border_mask`) minus `loss` at the centre, and
+        centre_loss: percentile bootstrap over the DATA BATCHES (n = batches; NaN interval when the
+        per-batch losses were not recorded or there are fewer than 8 batches, as for the features). centre_accuracy: Wilson, percent,
+        n = samples (classification only).
+
+        Example:
+            >>> a = np.linspace(-1, 1, 3); z = np.add.outer(a ** 2, a ** 2)
+            >>> per_batch = np.stack([z * 4, z * 4 + 2], axis=-1)           # two batches of 4 samples
+            >>> r = LandscapeResult([a, a], z + 0.25, z + 0.25, np.full_like(z, np.nan), np.zeros_like(z),
+            ...                     n_samples=8, batch_loss_sum=per_batch, batch_correct=None,
+            ...                     batch_sizes=[4, 4])
+            >>> r.summary()["border_rise"].value                            # border mean 1.5, centre 0
+            1.5
+        """
+        loss = np.asarray(self.loss, dtype=np.float64)
+        mask, centre = self.border_mask, self.centre_index
+        nan = (float("nan"), float("nan"))
+        out: dict[str, Estimate] = {}
+        units = self.border_rise_units()
+        if units is None:
+            n = len(self.batch_sizes) if self.batch_sizes else 1
+            out["border_rise"] = Estimate(float(loss[mask].mean() - loss[centre]), nan, n)
+            out["centre_loss"] = Estimate(float(loss[centre]), nan, n)
+        else:
+            per_unit, statistic = units
+            out["border_rise"] = bootstrap_interval(per_unit, statistic, pooled=True, seed=seed,
+                                                    num_resamples=num_resamples, min_units=MIN_BATCHES)
+            l2_centre = float(self.l2_coef) * float(np.asarray(self.l2_norm)[centre])
+            out["centre_loss"] = bootstrap_interval(per_unit[:, 1:3], lambda t: t[:, 0] / t[:, 1] + l2_centre,
+                                                    pooled=True, seed=seed, num_resamples=num_resamples,
+                                                    min_units=MIN_BATCHES)
+        correct = None
+        if self.batch_correct is not None:
+            correct = float(np.asarray(self.batch_correct, dtype=np.float64)[centre].sum())
+        elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.n_samples:
+            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.n_samples   # percent
+        if correct is not None and math.isfinite(correct) and self.n_samples:
+            out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.n_samples), scale=100.0)
+        return out
+
+
+def _rise_from_totals(t: np.ndarray) -> np.ndarray:
+    """(R, 4) totals of `LandscapeResult.border_rise_units` -> (R,) border rise."""
+    return (t[:, 0] - t[:, 1] + t[:, 3]) / t[:, 2]
 
 
 def _is_classification(out: Any, y: Tensor) -> bool:
@@ -128,6 +235,7 @@ class _PointEvaluator:
         k = coords_t.shape[0]
         nll = torch.zeros(k, dtype=torch.float64)
         correct = torch.zeros(k, dtype=torch.float64)
+        batch_loss, batch_correct = [], []   # per batch: Σ loss over its samples, correct count
         for x, y in self.batches:
             if k == 1:
                 loss, corr = self._single({n: p[0] for n, p in params.items()}, x, y)
@@ -138,8 +246,10 @@ class _PointEvaluator:
                     # which is still correct and no slower than point-by-point evaluation.
                     warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
                     loss, corr = vmap(self._single, in_dims=(0, None, None))(params, x, y)
-            nll += loss.detach().double().cpu() * x.shape[0]
-            correct += corr.detach().double().cpu()
+            batch_loss.append(loss.detach().double().cpu() * x.shape[0])
+            batch_correct.append(corr.detach().double().cpu())
+            nll += batch_loss[-1]
+            correct += batch_correct[-1]
         l2 = torch.zeros(k, dtype=torch.float64)
         for name, p in params.items():
             if name in self.param_names:
@@ -149,7 +259,10 @@ class _PointEvaluator:
                 l2 += torch.linalg.vector_norm(t.double()).cpu()
         nll /= self.n_samples
         acc = correct / self.n_samples
-        return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i])} for i in range(k)]
+        batch_loss_t, batch_correct_t = torch.stack(batch_loss, 1), torch.stack(batch_correct, 1)  # [k, batches]
+        return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i]),
+                 "batch_loss_sum": batch_loss_t[i].tolist(), "batch_correct": batch_correct_t[i].tolist()}
+                for i in range(k)]
 
 
 def _check_directions(model: nn.Module, directions: Any, n: int) -> list[Direction]:
@@ -197,16 +310,6 @@ def _check_grid(steps: Any, span: Any, dims: int) -> list[np.ndarray]:
     if arr.shape != (dims, 2) or not np.all(np.isfinite(arr)) or np.any(arr[:, 0] >= arr[:, 1]):
         raise ValueError(f"span: expected (lo, hi) with lo < hi, or {dims} such pairs, got {span!r}")
     return [np.linspace(lo, hi, steps) for lo, hi in arr]
-
-
-def _hash_tensors(named: dict[str, Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(named):
-        t = named[name].detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def default_points_per_pass(device: torch.device) -> int:
@@ -262,33 +365,32 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
         coords = [[float(coordinates[a][i]) for a, i in enumerate(p)] for p in points]
         return evaluate_points(model, loss_fn, batches, base, directions, coords, buffers=buffers)
 
-    meta = None
+    meta = print_ = None
     if out is not None:
-        shared = dict(buffers if buffers is not None else model.named_buffers())
-        meta = {
-            "kind": "loss_landscape",
-            "parameter_shapes_sha256": hashlib.sha256(repr(
-                [(n, tuple(t.shape)) for n, t in sorted(base.items())]).encode()).hexdigest(),
-            "parameters_sha256": _hash_tensors(base),
-            "buffers_sha256": _hash_tensors(shared),
-            "directions_sha256": directions_fingerprint(directions),
-            "coordinates": [c.tolist() for c in coordinates],
-            "l2_coef": float(l2_coef),
-            "loss_fn": getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__),
-            "n_samples": sum(int(x.shape[0]) for x, _ in batches),
-            "n_batches": len(batches),
-            "input_shape": list(batches[0][0].shape[1:]),
-            **meta_extra,
-        }
-    results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, chunk_size=points_per_pass,
-                        desc=desc, progress=progress)
+        meta = {"kind": "loss_landscape", "n_samples": sum(int(x.shape[0]) for x, _ in batches), **meta_extra}
+        data_hash = hash_tensors([{"inputs": x, "targets": y} for x, y in batches])
+        print_ = fingerprint(
+            "loss_landscape/2", parameters=base,
+            buffers=dict(buffers if buffers is not None else model.named_buffers()), data_hash=data_hash,
+            settings={"directions": hash_tensors(directions), "coordinates": [c.tolist() for c in coordinates],
+                      "l2_coef": float(l2_coef), "loss_fn": loss_fn,
+                      "loss_reduction": getattr(loss_fn, "reduction", None), **meta_extra})
+    results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, fingerprint=print_,
+                        chunk_size=points_per_pass, desc=desc, progress=progress)
     shape = tuple(len(c) for c in coordinates)
-    nll = np.array([float(r["nll"]) for r in results]).reshape(shape)
-    acc = np.array([float(r["accuracy"]) for r in results]).reshape(shape)
-    l2 = np.array([float(r["l2_norm"]) for r in results]).reshape(shape)
+    nll = np.array([float(nan_for_none(r["nll"])) for r in results]).reshape(shape)
+    acc = 100.0 * np.array([float(nan_for_none(r["accuracy"])) for r in results]).reshape(shape)
+    l2 = np.array([float(nan_for_none(r["l2_norm"])) for r in results]).reshape(shape)
+    per_batch: dict[str, Any] = {}
+    if all("batch_loss_sum" in r and "batch_correct" in r for r in results):
+        def stacked(key: str) -> np.ndarray:   # JSON null (NaN) -> NaN
+            return np.array([r[key] for r in results], dtype=object).astype(np.float64).reshape(*shape, len(batches))
+        per_batch = {"batch_loss_sum": stacked("batch_loss_sum"), "batch_correct": stacked("batch_correct"),
+                     "batch_sizes": [int(x.shape[0]) for x, _ in batches]}
     return LandscapeResult(coordinates=coordinates, loss=nll + float(l2_coef) * l2, nll=nll, accuracy=acc,
                            l2_norm=l2, l2_coef=float(l2_coef),
-                           n_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions)
+                           n_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
+                           **per_batch)
 
 
 def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from .grid import LandscapeResult
 from .trajectory import TrajectoryResult
 
-__all__ = ["plot_contour", "plot_surface", "plot_curve", "plot_trajectory", "landscape_values"]
+__all__ = ["plot_contour", "plot_surface", "plot_curve", "plot_trajectory", "plot_border_rise",
+           "landscape_values"]
 
 _KEYS = ("loss", "nll", "accuracy", "l2_norm")
 
@@ -92,8 +93,13 @@ def plot_surface(result: LandscapeResult, *, key: str = "loss", relative: bool =
 
 def plot_curve(results: LandscapeResult | Sequence[LandscapeResult] | Mapping[str, LandscapeResult], *,
                key: str = "loss", relative: bool = False, clip: float | None = None,
-               ax: Axes | None = None, title: str | None = None, xlabel: str = "t") -> Figure:
-    """1-D curves (interpolations or 1-D landscapes); a mapping gives labelled curves."""
+               ax: Axes | None = None, title: str | None = None, xlabel: str = "t",
+               band: bool = True) -> Figure:
+    """1-D curves (interpolations or 1-D landscapes); a mapping gives labelled curves.
+
+    band: shade the pointwise 95% band of the loss (bootstrap over data batches,
+    `LandscapeResult.loss_band`) when key="loss" and per-batch losses were recorded; it is shifted by
+    the same minimum as the curve when `relative` and clipped like it."""
     if isinstance(results, LandscapeResult):
         results = {"": results}
     elif not isinstance(results, Mapping):
@@ -104,12 +110,46 @@ def plot_curve(results: LandscapeResult | Sequence[LandscapeResult] | Mapping[st
     for label, r in results.items():
         if not isinstance(r, LandscapeResult) or r.dims != 1:
             raise ValueError(f"results[{label!r}]: expected a 1-D LandscapeResult (dims=1)")
-        ax.plot(r.coordinates[0], landscape_values(r, key=key, relative=relative, clip=clip),
-                marker=".", label=label or None)
+        line, = ax.plot(r.coordinates[0], landscape_values(r, key=key, relative=relative, clip=clip),
+                        marker=".", label=label or None)
+        interval = r.loss_band() if band and key == "loss" else None
+        if interval is not None and np.isfinite(interval.ci95).all():
+            lo, hi = interval.ci95[..., 0], interval.ci95[..., 1]
+            if relative:
+                shift = np.nanmin(np.asarray(r.loss, dtype=np.float64))
+                lo, hi = lo - shift, hi - shift
+            if clip is not None:
+                lo, hi = np.minimum(lo, clip), np.minimum(hi, clip)
+            ax.fill_between(r.coordinates[0], lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     if any(results):
         ax.legend()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(key)
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_border_rise(results: Mapping[str, LandscapeResult], *, ax: Axes | None = None,
+                     title: str | None = "loss rise at the border") -> Figure:
+    """The C1 quantity per model (mean border loss − centre loss, SPEC §5) as bars with 95% error bars
+    (bootstrap over data batches; no bar end where the interval is NaN)."""
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results: expected a non-empty mapping label -> LandscapeResult")
+    fig, ax = _axes(ax)
+    labels, values, errors = [], [], []
+    for label, r in results.items():
+        if not isinstance(r, LandscapeResult):
+            raise TypeError(f"results[{label!r}]: expected a LandscapeResult, got {type(r).__name__}")
+        e = r.summary()["border_rise"]
+        labels.append(str(label))
+        values.append(e.value)
+        errors.append([e.value - e.ci95[0], e.ci95[1] - e.value] if np.isfinite(e.ci95).all() else [0.0, 0.0])
+    x = np.arange(len(labels))
+    ax.bar(x, values, yerr=np.asarray(errors).T, capsize=4, color="tab:blue", alpha=0.7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("border − centre loss")
     if title is not None:
         ax.set_title(title)
     return fig
