@@ -44,30 +44,57 @@ def test_default_sizes_and_statistics():
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
 
 
-def _nearest_centroid_accuracy(train_x, train_y, test_x, test_y):
+def _nearest_centroid(train_x, train_y, test_x):
     centroids = torch.stack([train_x[train_y == k].mean(0) for k in range(10)])
-    return (torch.cdist(test_x, centroids).argmin(1) == test_y).float().mean().item()
+    return torch.cdist(test_x, centroids).argmin(1)
 
 
-def _split_frequencies(ds):
-    x, y = ds.tensors()
+def _cues(ds):
+    """(low-frequency shape features, high-frequency texture features) of every image: the 8×8 average-pooled
+    grey image minus its mean, and the amplitude spectrum (phase-free) of what the pooling removed."""
+    x, _ = ds.tensors()
     grey = x.mean(1, keepdim=True)
     low = F.avg_pool2d(grey, 4)  # 8×8: frequencies below π/4
     high = grey - F.interpolate(low, scale_factor=4, mode="nearest")
-    return (low - low.mean((2, 3), keepdim=True)).abs().flatten(1), high.abs().flatten(1), y
+    return (low - low.mean((2, 3), keepdim=True)).abs().flatten(1), torch.fft.fft2(high).abs().flatten(1)
 
 
-def test_class_lives_in_low_frequencies():
-    low_tr, high_tr, y_tr = _split_frequencies(SyntheticShapes("train", num_samples=1000))
-    low_te, high_te, y_te = _split_frequencies(SyntheticShapes("test", num_samples=300))
-    low_acc = _nearest_centroid_accuracy(low_tr, y_tr, low_te, y_te)
-    high_acc = _nearest_centroid_accuracy(high_tr, y_tr, high_te, y_te)
-    assert low_acc > 0.35  # chance is 0.1
-    assert high_acc < low_acc - 0.15
+def test_class_lives_in_both_low_frequency_shape_and_high_frequency_texture():
+    train, test = SyntheticShapes("train", num_samples=1000), SyntheticShapes("test", num_samples=300)
+    (low_tr, high_tr), (low_te, high_te) = _cues(train), _cues(test)
+    y_tr, y_te = torch.as_tensor(train.targets), torch.as_tensor(test.targets)
+    low_acc = (_nearest_centroid(low_tr, y_tr, low_te) == y_te).float().mean().item()
+    high_acc = (_nearest_centroid(high_tr, y_tr, high_te) == y_te).float().mean().item()
+    assert low_acc > 0.35 and high_acc > 0.6, (low_acc, high_acc)  # chance is 0.1
+
+
+def test_conflict_split_is_deterministic_balanced_and_carries_both_cues():
+    a = SyntheticShapes("conflict", num_samples=181, seed=2)
+    b = build_dataset("synthetic", "conflict", num_samples=181, seed=2)
+    assert np.array_equal(a.data, b.data) and np.array_equal(a.texture_targets, b.texture_targets)
+    assert a.targets == a.shape_targets.tolist()
+    assert not np.array_equal(a.data, SyntheticShapes("conflict", num_samples=181, seed=3).data)
+    assert (a.shape_targets != a.texture_targets).all()
+    pairs = np.bincount(a.shape_targets * 10 + a.texture_targets, minlength=100)
+    off_diagonal = pairs[[s * 10 + t for s in range(10) for t in range(10) if s != t]]
+    assert off_diagonal.min() == 2 and off_diagonal.max() == 3 and off_diagonal.sum() == 181
+    for labels in (a.shape_targets, a.texture_targets):
+        counts = np.bincount(labels, minlength=10)
+        assert counts.max() - counts.min() <= 2
+    # each cue of a conflict image names its own class: classifiers fitted on each cue of ordinary
+    # training images follow shape_targets and texture_targets respectively
+    train = SyntheticShapes("train", num_samples=1000)
+    (low_tr, high_tr), (low_c, high_c) = _cues(train), _cues(a)
+    y_tr = torch.as_tensor(train.targets)
+    shape_hits = (_nearest_centroid(low_tr, y_tr, low_c).numpy() == a.shape_targets).mean()
+    texture_hits = (_nearest_centroid(high_tr, y_tr, high_c).numpy() == a.texture_targets).mean()
+    assert shape_hits > 0.3 and texture_hits > 0.6, (shape_hits, texture_hits)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split"):
         SyntheticShapes("val")
+    with pytest.raises(ValueError, match="split"):
+        build_dataset("cifar10:/nonexistent", "conflict")
     with pytest.raises(ValueError, match="num_samples"):
         SyntheticShapes("train", num_samples=0)

@@ -1,15 +1,16 @@
 """`fastvit-analysis demo`: train three small models on the embedded data and compare them like the paper.
 
-Stages run in this process through the same code as the subcommands (so the demo's files are exactly
-what `fastvit-analysis <command>` writes). Each stage gets a share of the time budget; the sizes of
-the analyses (mini-batches, grid steps, samples) are chosen from a measured forward/backward time and
-kept in OUT/demo_plan.json so that a re-run reuses checkpoints and finished results instead of
-recomputing them.
+A FIXED recipe (RECIPE / QUICK_RECIPE below): epochs, sample counts and solver budgets depend only on the
+code, the seed and --quick, never on measured time, so the same command gives the same numbers on an
+idle, a loaded or a faster machine (a slower one only takes longer). The thread count is part of the
+recipe (DEMO_THREADS): floating-point sums split over threads are fixed by that count, so it is pinned.
+Stages run in this process through the same code as the subcommands (the demo's files are exactly what
+`fastvit-analysis <command>` writes); a re-run reuses every stage whose settings and inputs are unchanged.
+After the analyses the demo evaluates the paper's claims C1–C8 (OUT/claims.json) and writes the report.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,56 +19,68 @@ from typing import Any
 
 from .main import CLIError, build_parser
 
-# Shares of the total budget (they sum to 1 with the reserve for start-up and the report).
-TRAIN_SHARE = 0.46
-ANALYSIS_SHARES = {"max_eigen": 0.22, "landscape": 0.12, "robustness": 0.06, "fourier": 0.03,
-                   "variance": 0.025, "cka": 0.035}
-ANALYSES = ["max_eigen", "landscape", "fourier", "variance", "cka", "robustness"]
-RESULT_FILE = {"max_eigen": "max_eigen.json", "landscape": "landscape.json", "fourier": "fourier.json",
-               "variance": "variance.json", "cka": "cka.json", "robustness": "robustness.json",
+DEMO_THREADS = 2
+ANALYSES = ["max_eigen_warmup", "max_eigen", "landscape", "fourier", "variance", "cka", "robustness",
+            "shape_bias"]
+RESULT_FILE = {"max_eigen": "max_eigen.json", "max_eigen_warmup": "warmup/max_eigen.json",
+               "landscape": "landscape.json", "fourier": "fourier.json", "variance": "variance.json",
+               "cka": "cka.json", "robustness": "robustness.json", "shape_bias": "shape_bias.json",
                "train": "train.json"}
+ROLES = {"cnn": "demo_resnet", "vit": "demo_vit", "alternet": "demo_alternet"}
 # A few CPU minutes are far from the paper's 300 epochs: a larger learning rate and no Mixup/CutMix/
-# RandAugment let the small models learn the embedded data (crop + flip stay on).
-DEMO_RECIPE = ["--lr", "2e-3", "--warmup-epochs", "1", "--mixup", "0", "--cutmix", "0", "--randaugment", "none",
-               "--channels-last"]
-MAX_EIGEN_SOLVER = {"top_k": 5, "tol": 1e-2, "max_hvp": 120}
-QUICK_PLAN = {
-    "train": {"epochs": 1, "num_samples": 64, "test_samples": 32, "batch_size": 32},
-    "max_eigen": {"num_batches": 1, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4},
-    "landscape": {"steps": 3, "num_samples": 16, "dims": 2},
+# RandAugment let the small models learn the embedded data (crop + flip stay on; AdamW weight decay 0.05
+# as the paper).
+DEMO_TRAIN_FLAGS = ["--lr", "2e-3", "--mixup", "0", "--cutmix", "0", "--randaugment", "none", "--channels-last"]
+HIGH_FREQS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+RECIPE: dict[str, dict[str, Any]] = {
+    "train": {"epochs": 8, "warmup_epochs": 1, "num_samples": 5000, "test_samples": 1000, "batch_size": 64},
+    # the paper's max-eigenvalue spectrum: top-5 (largest magnitude, signed) of each mini-batch of 16 of
+    # the AUGMENTED training data, with the weight-decay term; at the end of warm-up and at the end
+    "max_eigen": {"num_batches": 64, "batch_size": 16, "top_k": 5, "tol": 1e-2, "max_hvp": 40,
+                  "weight_decay": 0.05},
+    "landscape": {"steps": 21, "num_samples": 512, "dims": 2, "l2_coef": 0.05},
+    "fourier": {"num_samples": 512},
+    "variance": {"num_samples": 512},
+    "cka": {"num_samples": 512, "batch_size": 64},
+    "robustness": {"num_samples": 2000, "freqs": HIGH_FREQS},
+    "shape_bias": {"num_samples": 1800},
+}
+QUICK_RECIPE: dict[str, dict[str, Any]] = {
+    "train": {"epochs": 2, "warmup_epochs": 1, "num_samples": 128, "test_samples": 64, "batch_size": 32},
+    "max_eigen": {"num_batches": 2, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4, "weight_decay": 0.05},
+    "landscape": {"steps": 3, "num_samples": 16, "dims": 2, "l2_coef": 0.05},
     "fourier": {"num_samples": 16},
     "variance": {"num_samples": 16},
     "cka": {"num_samples": 16, "batch_size": 8},
     "robustness": {"num_samples": 32, "freqs": [0.1, 0.5, 0.9]},
+    "shape_bias": {"num_samples": 90},
 }
+# Expected share of the run time of each stage (for the ETA only; never used to size anything).
+ETA_WEIGHT = {"train": 6.0, "max_eigen_warmup": 3.0, "max_eigen": 3.0, "landscape": 4.0, "fourier": 0.3,
+              "variance": 0.3, "cka": 0.4, "robustness": 1.0, "shape_bias": 0.1}
 
 
 @dataclass
 class Stage:
     stage: str
     model: str
-    budget_s: float
     seconds: float = 0.0
     status: str = "pending"
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Clock:
-    """Hands out time: a stage's budget is its planned share of what is left of the total."""
+def recipe(quick: bool) -> dict[str, dict[str, Any]]:
+    """The demo's fixed sizes (a copy): RECIPE, or QUICK_RECIPE with --quick."""
+    return json.loads(json.dumps(QUICK_RECIPE if quick else RECIPE))
 
-    def __init__(self, total_s: float, shares: list[float]):
-        self.start = time.perf_counter()
-        self.total_s = total_s
-        self.remaining_shares = list(shares)
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+def pin_threads(threads: int = DEMO_THREADS) -> None:
+    """Fix the intra-op thread count (results depend on it through the order of floating-point sums) and
+    make torch pick deterministic kernels."""
+    import torch
 
-    def next_budget(self) -> float:
-        share = self.remaining_shares.pop(0)
-        left = max(0.0, self.total_s * (1 - 0.04) - self.elapsed())
-        planned_left = share + sum(self.remaining_shares)
-        return left * share / planned_left if planned_left > 0 else 0.0
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _parse(argv: list[str]):
@@ -80,91 +93,24 @@ def _common_argv(args, model_path: Path, out: Path) -> list[str]:
     return argv + (["--no-progress"] if args.no_progress else [])
 
 
-# -------------------------------------------------------------------------------- calibration
-def _best_time(fn, repeats: int = 3) -> float:
-    """Smallest wall time of `repeats` calls (the machine may be shared: the minimum is the cost)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def train_argv(name: str, folder: Path, plan: dict[str, Any], args) -> list[str]:
+    argv = ["train", "--model", name, "--data", "synthetic", "--device", args.device, "--out", folder,
+            "--epochs", plan["epochs"], "--warmup-epochs", plan["warmup_epochs"], "--batch-size", plan["batch_size"],
+            "--seed", args.seed, "--test-samples", plan["test_samples"], "--num-samples", plan["num_samples"],
+            "--checkpoint-every", 1, *DEMO_TRAIN_FLAGS]
+    return argv + (["--no-progress"] if args.no_progress else [])
 
 
-def _measure(model_name_or_path: str, device, num_classes: int, *, batch_size: int = 64) -> dict[str, float]:
-    """Seconds per sample of a forward pass (eval, no grad) and of a training step (forward+backward)."""
-    import torch
-
-    from . import _common as common
-
-    # channels-last like the demo's training (DEMO_RECIPE); convolutions are about 2x faster on CPU
-    model = common.load_model(model_name_or_path, num_classes=num_classes, device=device)
-    model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch_size,), device=device)
-
-    def forward():
-        with torch.no_grad():
-            model(x)
-
-    def step():
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-
-    forward()
-    fwd = _best_time(forward) / batch_size
-    model.train()
-    step()
-    fwd_bwd = _best_time(step, 2) / batch_size
-    return {"forward_s_per_sample": fwd, "train_s_per_sample": fwd_bwd}
-
-
-def _clamp(value: float, lo: int, hi: int) -> int:
-    return int(max(lo, min(hi, math.floor(value))))
-
-
-def _plan_training(budget_s: float, cost: dict[str, float], train_size: int) -> dict[str, Any]:
-    """Epochs and samples so that training (plus a test pass per epoch) fits `budget_s`."""
-    test_samples = 500
-    per_epoch_eval = test_samples * cost["forward_s_per_sample"]
-    per_sample = cost["train_s_per_sample"] * 1.3  # optimizer step, augmentation, data
-    epochs = _clamp(budget_s / (train_size * per_sample + per_epoch_eval), 1, 60)
-    num_samples = None
-    if epochs < 6:  # too few epochs to learn: fewer samples, more passes
-        epochs = 6
-        num_samples = _clamp((budget_s - epochs * per_epoch_eval) / (epochs * per_sample), 256, train_size)
-    return {"epochs": epochs, "num_samples": num_samples, "batch_size": 64,
-            "test_samples": test_samples, "max_minutes": budget_s / 60}
-
-
-def _plan_analysis(name: str, budget_s: float, cost: dict[str, float]) -> dict[str, Any]:
-    fwd = cost["forward_s_per_sample"]
-    if name == "landscape":  # finer grid first, then fewer samples (odd steps: theta* is a grid point)
-        per_point_sample = cost.get("landscape_s_per_point_sample", 2 * fwd) * 1.1
-        for steps in (21, 17, 15, 13, 11, 9, 7, 5):
-            samples = budget_s / (steps * steps * per_point_sample)
-            if samples >= 128:
-                return {"steps": steps, "num_samples": _clamp(samples, 128, 512), "dims": 2}
-        return {"steps": 5, "num_samples": _clamp(budget_s / (25 * per_point_sample), 32, 128), "dims": 2}
-    if name == "robustness":
-        freqs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-        return {"num_samples": _clamp(budget_s / ((len(freqs) + 1) * fwd * 1.5), 64, 2000), "freqs": freqs}
-    if name in ("fourier", "variance"):
-        return {"num_samples": _clamp(budget_s / (fwd * 4), 64, 1024)}
-    if name == "cka":
-        return {"num_samples": _clamp(budget_s / (fwd * 8), 64, 1024), "batch_size": 64}
-    raise KeyError(name)
-
-
-# ------------------------------------------------------------------------------------ stages
-def _analysis_argv(name: str, plan: dict[str, Any]) -> list[str]:
-    if name == "max_eigen":
-        argv = ["hessian", "--mode", "max-eigen", "--which", "LM", "--num-batches", plan["num_batches"],
+def analysis_argv(name: str, plan: dict[str, Any]) -> list[str]:
+    """The subcommand line of one analysis of the recipe (without model/data/out)."""
+    if name in ("max_eigen", "max_eigen_warmup"):
+        return ["hessian", "--mode", "max-eigen", "--which", "LM", "--num-batches", plan["num_batches"],
                 "--batch-size", plan["batch_size"], "--top-k", plan["top_k"], "--tol", plan["tol"],
-                "--max-hvp", plan["max_hvp"], "--split", "train"]
-        return argv
+                "--max-hvp", plan["max_hvp"], "--weight-decay", plan["weight_decay"], "--augment",
+                "--split", "train"]
     if name == "landscape":
         return ["landscape", "--steps", plan["steps"], "--num-samples", plan["num_samples"],
-                "--dims", plan["dims"], "--split", "train"]
+                "--dims", plan["dims"], "--l2-coef", plan["l2_coef"], "--split", "train"]
     if name == "robustness":
         return ["robustness", "--num-samples", plan["num_samples"], "--freqs", *plan["freqs"]]
     argv = [name, "--num-samples", plan["num_samples"]]
@@ -187,84 +133,101 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _seconds_per_hvp(ckpt: Path, device, batch_size: int = 16) -> float:
-    """Time one Hessian-vector product of a mini-batch of the embedded training data, taken the way
-    max_eigenvalue_spectrum takes it (forward-over-reverse)."""
-    import torch
+def _settings_for(argv: list[str]) -> dict[str, Any]:
+    from .commands import settings_of
 
-    from .. import HessianOperator
+    return json.loads(json.dumps(settings_of(_parse(argv))))
+
+
+def _fresh(result_file: Path, settings: dict[str, Any], inputs: list[Path]) -> bool:
+    """A finished result is reusable when it was made with these settings after its inputs."""
+    previous = _read(result_file)
+    return bool(previous and previous.get("settings") == settings
+                and all(p.is_file() and result_file.stat().st_mtime >= p.stat().st_mtime for p in inputs))
+
+
+def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, device: str,
+                   label: str) -> dict[str, Any]:
+    """Cue-conflict decisions of one model -> OUT/shape_bias.json (settings recorded like a subcommand)."""
+    import fastvit_analysis
+
+    from ..data.synthetic import SyntheticShapes
+    from ..features.shape_bias import shape_bias
     from . import _common as common
 
-    model = common.load_model(str(ckpt), num_classes=10, device=device)
-    x, y = next(iter(common.build_loader("synthetic", "train", batch_size, num_samples=batch_size)))
-    H = HessianOperator(model, common.loss_fn(), (x.to(device), y.to(device)), hvp_mode="forward-over-reverse")
-    v = torch.randn(H.num_params, device=device, dtype=H.dtype)
-    H.matvec(v)  # warm-up
-    return _best_time(lambda: H.matvec(v), 2)
+    start = time.perf_counter()
+    model = common.load_model(str(model_path), num_classes=10, device=common.resolve_device(device))
+    result = shape_bias(model, SyntheticShapes("conflict", num_samples=num_samples, seed=seed))
+    summary = result.to_dict()["summary"]
+    payload = {"analysis": "shape_bias", "model": label, "model_source": str(model_path), "data": "synthetic:conflict",
+               "settings": shape_bias_settings(num_samples, seed), "summary": summary, "plot": {},
+               "result": result.to_dict(), "seconds": round(time.perf_counter() - start, 3),
+               "version": fastvit_analysis.__version__, "figures": []}
+    common.write_json(out / "shape_bias.json", payload)
+    bias = summary.get("shape bias")
+    if bias:
+        print(f"shape_bias [{label}] shape bias={bias['value']:.3g} [{bias['ci95'][0]:.3g}, {bias['ci95'][1]:.3g}]"
+              f" over {bias['n']} cue decisions -> {out / 'shape_bias.json'}")
+    return payload
 
 
-def _measure_landscape(ckpt: Path, device, steps: int = 3, num_samples: int = 64) -> float:
-    """Seconds per (grid point x sample) of loss_landscape itself, with its defaults: its functional
-    forward costs more per sample than the model's plain channels-last forward that `cost` times."""
-    import fastvit_analysis as fa
-
-    from . import _common as common
-
-    model = common.load_model(str(ckpt), num_classes=10, device=device)
-    x, y = next(iter(common.build_loader("synthetic", "train", num_samples, num_samples=num_samples)))
-    data = (x.to(device), y.to(device))
-
-    def run():
-        fa.loss_landscape(model, common.loss_fn(), data, steps=steps, dims=2, progress=False)
-
-    return _best_time(run, 2) / (steps * steps * num_samples)
+def shape_bias_settings(num_samples: int, seed: int) -> dict[str, Any]:
+    return {"split": "conflict", "num_samples": num_samples, "seed": seed}
 
 
-def _calibrate_max_eigen(args, ckpt: Path, device, budget_s: float, quick: bool) -> dict[str, Any]:
-    """Size the max-eigenvalue spectrum (mini-batches x Lanczos budget) to `budget_s` from the
-    measured cost of one mini-batch HVP."""
-    if quick:
-        return dict(QUICK_PLAN["max_eigen"])
-    t_hvp = _seconds_per_hvp(ckpt, device)
-    # Measured on 2 CPU cores (demo models, batch 16, tol 1e-2): top-5 Lanczos converges in 20-30 HVPs
-    # per mini-batch, and the solver (vmapped mini-batches, residual checks) costs about 1.1x the bare
-    # HVP count times the single-HVP time; plan with 1.5x and 30 HVPs per mini-batch, and cap each
-    # mini-batch at twice that so an unconverged one cannot run away with the stage.
-    total = max(0.0, budget_s - 3 * t_hvp) / (t_hvp * 1.5)  # HVPs that fit, for all mini-batches together
-    per_batch = 30
-    num_batches = _clamp(total / per_batch, 2, 64)
-    max_hvp = _clamp(2 * total / num_batches, MAX_EIGEN_SOLVER["top_k"] + 10, MAX_EIGEN_SOLVER["max_hvp"])
-    return {"num_batches": num_batches, "batch_size": 16, "top_k": MAX_EIGEN_SOLVER["top_k"],
-            "tol": MAX_EIGEN_SOLVER["tol"], "max_hvp": max_hvp, "seconds_per_hvp": round(t_hvp, 3)}
+class ETA:
+    """Elapsed time and a remaining-time estimate from the stages' fixed weights and the pace so far."""
+
+    def __init__(self, weights: list[float]):
+        self.start = time.perf_counter()
+        self.total = sum(weights) or 1.0
+        self.done = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def advance(self, weight: float) -> str:
+        self.done += weight
+        if self.done <= 0:
+            return "ETA ?"
+        left = self.elapsed() / self.done * (self.total - self.done)
+        return f"ETA {left / 60:4.1f} min"
 
 
 # ---------------------------------------------------------------------------------- the demo
 def run_demo(args) -> int:
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    pin_threads()
+    try:
+        return _run_demo(args)
+    finally:  # leave the caller's process as it was (tests call main() in-process)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run_demo(args) -> int:
     from . import _common as common
     from .report import write_report
 
     quick = args.quick
-    total_s = 60 * (args.budget_minutes or (1.5 if quick else 14.0))
     device = common.setup(args)
+    del device  # each stage resolves --device itself
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    plan_file = out / "demo_plan.json"
-    plan: dict[str, Any] = {} if args.fresh else (_read(plan_file) or {})
-    if plan.get("quick") != quick or plan.get("models") != list(args.models) or plan.get("seed") != args.seed:
-        plan = {"quick": quick, "models": list(args.models), "seed": args.seed, "per_model": {}}
-    plan_before = {k: dict(v) for k, v in plan["per_model"].items()}
-    n_models = len(args.models)
-    shares = [TRAIN_SHARE / n_models] * n_models
-    for name in ANALYSES:
-        shares += [ANALYSIS_SHARES[name] / n_models] * n_models
-    clock = Clock(total_s, shares)
+    plan = recipe(quick)
+    if args.fresh:
+        for name in args.models:
+            _forget_analyses(out / name)
+            for f in [out / name / "train.json", out / name / "last.pt", *(out / name).glob("checkpoint_epoch*.pt")]:
+                f.unlink(missing_ok=True)
+    todo = [("train", m) for m in args.models] + [(a, m) for a in ANALYSES for m in args.models]
+    eta = ETA([ETA_WEIGHT[a] for a, _ in todo])
     stages: list[Stage] = []
     failed = 0
-    print(f"demo: {n_models} models, budget {total_s / 60:.1f} min, output {out}/ "
-          f"({'quick' if quick else 'full'} settings{', re-using previous results' if plan['per_model'] else ''})")
-
-    def save_plan():
-        plan_file.write_text(json.dumps(plan, indent=2))
+    print(f"demo: {len(args.models)} models, {len(todo)} stages, fixed {'quick' if quick else 'full'} recipe, "
+          f"{DEMO_THREADS} threads, seed {args.seed}, output {out}/", flush=True)
 
     def run_stage(stage: Stage, fn) -> None:
         nonlocal failed
@@ -281,111 +244,141 @@ def run_demo(args) -> int:
                 traceback.print_exc()
         stage.seconds = time.perf_counter() - start
         stages.append(stage)
-        print(f"demo [{clock.elapsed() / 60:5.1f} min] {stage.stage:<10} {stage.model:<14} "
-              f"{stage.seconds:6.1f} s (budget {stage.budget_s:5.0f} s)  {stage.status}", flush=True)
+        print(f"demo [{len(stages):2d}/{len(todo)} {eta.elapsed() / 60:5.1f} min, {eta.advance(ETA_WEIGHT[stage.stage])}] "
+              f"{stage.stage:<16} {stage.model:<14} {stage.seconds:6.1f} s  {stage.status}", flush=True)
 
     # 1. training ---------------------------------------------------------------------------
-    from ..data.synthetic import SYNTHETIC_SIZES
-
-    train_size = SYNTHETIC_SIZES["train"]
     for name in args.models:
         folder = out / name
-        model_plan = plan["per_model"].setdefault(name, {})
-        stage = Stage("train", name, clock.next_budget())
+        stage = Stage("train", name, detail=dict(plan["train"]))
 
-        def train_stage(name=name, folder=folder, model_plan=model_plan, stage=stage):
-            if _read(folder / "train.json") and (folder / "last.pt").is_file() and "train" in model_plan:
+        def train_stage(name=name, folder=folder):
+            argv = train_argv(name, folder, plan["train"], args) + ["--no-resume"]  # no checkpoint of other settings
+            if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
                 return "reused"
-            _forget_analyses(folder, model_plan)
-            if quick:
-                model_plan["cost"] = {"forward_s_per_sample": 1e-3, "train_s_per_sample": 3e-3}
-                model_plan["train"] = dict(QUICK_PLAN["train"])
-            else:
-                cost = _measure(name, device, 10)
-                model_plan["cost"] = cost
-                model_plan["train"] = _plan_training(stage.budget_s, cost, train_size)
-            save_plan()
-            tp = model_plan["train"]
-            argv = ["train", "--model", name, "--data", "synthetic", "--device", args.device, "--out", folder,
-                    "--epochs", tp["epochs"], "--batch-size", tp["batch_size"], "--seed", args.seed,
-                    "--test-samples", tp["test_samples"], *DEMO_RECIPE]
-            if tp["epochs"] < 3:
-                argv += ["--warmup-epochs", 0]
-            if tp.get("num_samples"):
-                argv += ["--num-samples", tp["num_samples"]]
-            if tp.get("max_minutes"):
-                argv += ["--max-minutes", f"{tp['max_minutes']:.3f}"]
-            if args.no_progress:
-                argv.append("--no-progress")
-            if "train" not in plan_before.get(name, {}):
-                argv.append("--no-resume")  # a checkpoint from other settings (or --fresh) is not ours
-            stage.detail = dict(tp)
+            _forget_analyses(folder)
             _run_command(argv)
             return None
 
         run_stage(stage, train_stage)
 
     # 2. analyses ---------------------------------------------------------------------------
+    warmup = plan["train"]["warmup_epochs"]
     for analysis in ANALYSES:
         for name in args.models:
             folder = out / name
-            ckpt = folder / "last.pt"
-            model_plan = plan["per_model"].setdefault(name, {})
-            stage = Stage(analysis, name, clock.next_budget())
+            sizes = plan["max_eigen" if analysis == "max_eigen_warmup" else analysis]
+            stage = Stage(analysis, name, detail=dict(sizes))
 
-            def analysis_stage(analysis=analysis, folder=folder, ckpt=ckpt, model_plan=model_plan, stage=stage):
+            def analysis_stage(analysis=analysis, name=name, folder=folder, sizes=sizes):
+                ckpt = folder / (f"checkpoint_epoch{warmup}.pt" if analysis == "max_eigen_warmup" else "last.pt")
                 if not ckpt.is_file():
                     raise CLIError(f"no checkpoint {ckpt} (training failed)")
-                sizes = model_plan.get(analysis)
-                if sizes is None:
-                    if quick:
-                        sizes = dict(QUICK_PLAN[analysis])
-                    elif analysis == "max_eigen":
-                        sizes = _calibrate_max_eigen(args, ckpt, device, stage.budget_s, quick)
-                    else:
-                        cost = dict(model_plan.get("cost") or _measure(str(ckpt), device, 10))
-                        if analysis == "landscape":
-                            cost["landscape_s_per_point_sample"] = _measure_landscape(ckpt, device)
-                            model_plan["cost"] = cost
-                        sizes = _plan_analysis(analysis, stage.budget_s, cost)
-                    _forget_points(folder, analysis)  # partial results of earlier sizes cannot be resumed
-                    model_plan[analysis] = sizes
-                    save_plan()
-                stage.detail = dict(sizes)
-                argv = _analysis_argv(analysis, sizes) + _common_argv(args, ckpt, folder)
                 result_file = folder / RESULT_FILE[analysis]
-                previous = _read(result_file)
-                if (previous and previous.get("settings") == _settings_for(argv)
-                        and result_file.stat().st_mtime >= ckpt.stat().st_mtime):
+                if analysis == "shape_bias":
+                    if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed), [ckpt]):
+                        return "reused"
+                    run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed,
+                                   device=args.device, label=name)
+                    return None
+                target = result_file.parent
+                argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target)
+                if _fresh(result_file, _settings_for(argv), [ckpt]):
                     return "reused"
+                _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
                 _run_command(argv)
+                if analysis == "max_eigen_warmup":  # its own label in the report and the claims
+                    payload = _read(result_file) or {}
+                    payload["model"] = f"{name} (end of warm-up)"
+                    common.write_json(result_file, payload)
                 return None
 
             run_stage(stage, analysis_stage)
 
-    # 3. report and summary -----------------------------------------------------------------
-    total = clock.elapsed()
-    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": total, "budget_seconds": total_s,
-                    "quick": quick, "stages": [s.__dict__ for s in stages]}
+    # 3. claims, report and summary -----------------------------------------------------------
+    claims_status = write_claims(out, args.models)
+    print(f"demo: claims: {claims_status}", flush=True)
+    total = eta.elapsed()
+    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": total, "quick": quick,
+                    "threads": DEMO_THREADS, "seed": args.seed, "recipe": plan, "claims": claims_status,
+                    "stages": [s.__dict__ for s in stages]}
     common.write_json(out / "demo.json", demo_payload)
     report = write_report(out, title="fastvit-analysis demo: CNN vs ViT vs AlterNet on the embedded data")
-    total = clock.elapsed()
-    demo_payload["total_seconds"] = total
-    common.write_json(out / "demo.json", demo_payload)
-    write_report(out, title="fastvit-analysis demo: CNN vs ViT vs AlterNet on the embedded data")
     print()
+    claims = _read(out / "claims.json")
+    if claims:
+        print(claims_text(claims))
+        print()
     print(summary_table(out, args.models))
-    print(f"\ndemo: finished in {total / 60:.1f} min; report: {report}"
+    print(f"\ndemo: finished in {eta.elapsed() / 60:.1f} min; report: {report}"
           + (f"; {failed} stage(s) failed (see above)" if failed else ""))
     return 1 if failed else 0
 
 
-def _forget_analyses(folder: Path, model_plan: dict[str, Any]) -> None:
+# ------------------------------------------------------------------------------------ claims
+def claims_inputs(out: Path, models: list[str], *, max_eigen: str = "max_eigen_warmup") -> dict[str, dict[str, Any]]:
+    """model label -> {analysis: result JSON} for evaluate_claims, read from OUT/<model>/. The max-eigenvalue
+    spectrum is the one at the end of warm-up (the paper's); accuracy is the clean per-image correctness of
+    the robustness test (the same images for every model) when recorded, else the training's test accuracy
+    as (correct, n)."""
+    results: dict[str, dict[str, Any]] = {}
+    for name in models:
+        folder = out / name
+        entry: dict[str, Any] = {}
+        for analysis, key in (("landscape", "landscape"), (max_eigen, "max_eigen"), ("fourier", "fourier"),
+                              ("variance", "variance"), ("cka", "cka"), ("robustness", "robustness")):
+            payload = _read(folder / RESULT_FILE[analysis])
+            if payload and isinstance(payload.get("result"), dict):
+                entry[key] = payload["result"]
+        clean = (entry.get("robustness") or {}).get("clean_correct")
+        train = _read(folder / "train.json") or {}
+        acc, n = (train.get("summary") or {}).get("test accuracy (%)"), (train.get("settings") or {}).get("test_samples")
+        if clean:
+            entry["accuracy"] = [float(c) for c in clean]
+        elif isinstance(acc, (int, float)) and isinstance(n, int):
+            entry["accuracy"] = (int(round(acc * n / 100)), n)
+        results[name] = entry
+    return results
+
+
+def write_claims(out: Path, models: list[str], roles: dict[str, str] | None = None) -> str:
+    """Evaluate C1–C8 on the results in OUT/<model>/ into OUT/claims.json; returns a one-line status.
+    `roles`: "cnn"/"vit"/"alternet" -> model (default ROLES, the demo models)."""
+    try:
+        from ..claims import evaluate_claims
+    except ImportError:
+        return "skipped: claims module not available"
+    roles = {role: label for role, label in (roles or ROLES).items() if label in models}
+    try:
+        claims = evaluate_claims(claims_inputs(out, models), roles=roles)
+    except Exception as exc:  # the report still shows every figure
+        return f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    claims.save_json(out / "claims.json")
+    return f"written {out / 'claims.json'}"
+
+
+def claims_text(claims: dict[str, Any]) -> str:
+    """claims.json as a plain-text table: id, contrast [95% interval] (n), verdict, title."""
+    lines = []
+    for row in claims.get("rows", []):
+        c = row.get("contrast") or {}
+        lo, hi = (c.get("ci95") or [None, None])
+        value = c.get("value")
+        text = "-" if value is None else f"{value:.3g} [{_g(lo)}, {_g(hi)}] (n={c.get('n')})"
+        lines.append(f"{row.get('id', '?'):<4} {text:<36} {row.get('verdict', '?'):<14} {row.get('title', '')}")
+    return "\n".join(["claim contrast [95% interval] (n)         verdict        title", "-" * 78, *lines])
+
+
+def _g(x: Any) -> str:
+    return "?" if x is None else f"{x:.3g}"
+
+
+def _forget_analyses(folder: Path) -> None:
     """A model about to be (re)trained invalidates its earlier analyses and their partial results."""
     for analysis in ANALYSES:
-        model_plan.pop(analysis, None)
-        (folder / RESULT_FILE[analysis]).unlink(missing_ok=True)
-        _forget_points(folder, analysis)
+        result_file = folder / RESULT_FILE[analysis]
+        result_file.unlink(missing_ok=True)
+        _forget_points(result_file.parent, analysis.replace("_warmup", ""))
 
 
 def _forget_points(folder: Path, analysis: str) -> None:
@@ -393,12 +386,6 @@ def _forget_points(folder: Path, analysis: str) -> None:
     import shutil
 
     shutil.rmtree(folder / f"{analysis}_points", ignore_errors=True)
-
-
-def _settings_for(argv: list[str]) -> dict[str, Any]:
-    from .commands import settings_of
-
-    return json.loads(json.dumps(settings_of(_parse(argv))))
 
 
 SUMMARY_COLUMNS = [
@@ -410,7 +397,16 @@ SUMMARY_COLUMNS = [
     ("fourier", "dlogamp at pi, mean", "dlogamp@pi mean"),
     ("robustness", "dAcc at highest freq", "dAcc@0.9pi (%)"),
     ("variance", "variance, last block", "var last"),
+    ("shape_bias", "shape bias", "shape bias"),
 ]
+
+
+def _cell(value: Any) -> str:
+    """A number, or an Estimate's JSON as 'v [lo, hi]'."""
+    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+        lo, hi = value.get("ci95") or [None, None]
+        return f"{value['value']:.3g} [{_g(lo)}, {_g(hi)}]"
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def summary_table(out: Path, models: list[str]) -> str:
@@ -422,7 +418,7 @@ def summary_table(out: Path, models: list[str]) -> str:
         for analysis, key, _ in SUMMARY_COLUMNS:
             payload = _read(out / name / RESULT_FILE[analysis]) or {}
             value = (payload.get("summary") or {}).get(key)
-            row.append(f"{value:.4g}" if isinstance(value, (int, float)) else "-")
+            row.append(_cell(value))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))

@@ -35,6 +35,9 @@ SECTIONS = [
      "Accuracy change under noise restricted to a frequency band (paper Fig. 2b)."),
     ("variance", "Feature-map variance", "Variance of the feature maps by depth (paper Fig. 9); MSA blocks shaded."),
     ("cka", "Mini-batch CKA", "Similarity between block outputs (Nguyen et al.); block structure follows stages."),
+    ("shape_bias", "Shape vs texture bias",
+     "Cue-conflict test images carry the shape of one class and the texture of another; the shape bias is the "
+     "fraction of cue-following decisions that follow the shape (Wilson 95% interval; Geirhos et al. 2019)."),
 ]
 HEADLINE = [  # (analysis, summary key, column title) for the paper's contrasts at a glance
     ("train", "test accuracy (%)", "test acc. (%)"),
@@ -46,7 +49,10 @@ HEADLINE = [  # (analysis, summary key, column title) for the paper's contrasts 
     ("robustness", "clean accuracy", "clean acc. (%), noise test"),
     ("robustness", "dAcc at highest freq", "ΔAcc at 0.9π (%)"),
     ("variance", "variance, last block", "variance (last block)"),
+    ("shape_bias", "shape bias", "shape bias"),
 ]
+VERDICT_COLOUR = {"supported": "#d8f0d8", "not supported": "#f6d6d6", "inconclusive": "#f4f0d0",
+                  "not measured": "#eeeeee"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -92,6 +98,9 @@ def find_results(root: Path, max_depth: int = 3,
 def _fmt(value: Any) -> str:
     if value is None:
         return "–"
+    if isinstance(value, dict) and {"value", "ci95", "n"} <= set(value):  # an Estimate: "v [lo, hi]"
+        lo, hi = value["ci95"] or [None, None]
+        return f"{_fmt(value['value'])} [{_fmt(lo)}, {_fmt(hi)}] <span class='note'>n={_fmt(value['n'])}</span>"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -146,11 +155,48 @@ def _table(rows: list[tuple[str, dict[str, Any]]], keys: list[str] | None = None
     if keys is None:
         keys = []
         for _, summary in rows:
-            keys += [k for k in summary if k not in keys and not isinstance(summary[k], dict)]
+            keys += [k for k in summary if k not in keys and (not isinstance(summary[k], dict)
+                                                              or {"value", "ci95", "n"} <= set(summary[k]))]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join("<tr><td>" + html.escape(label) + "</td>" + "".join(f"<td>{_fmt(s.get(k))}</td>" for k in keys)
                    + "</tr>" for label, s in rows)
     return f"<table><tr><th>model</th>{head}</tr>{body}</table>"
+
+
+def claims_table(root: Path, base: Path) -> str:
+    """The paper's claims C1–C8 from ROOT/claims.json (written by `demo`/`reproduce`): contrast with its
+    95% interval and count, the expected sign, the verdict and the detail; '' when there is no claims.json."""
+    path = root / "claims.json"
+    try:
+        claims = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    rows = claims.get("rows") if isinstance(claims, dict) else None
+    if not isinstance(rows, list):
+        return ""
+    out = ["<h2 id='claims'>The paper's claims (SPEC §5)</h2><p class='note'>Each claim is a contrast between "
+           "models with its 95% interval: <b>supported</b> when the interval excludes 0 on the side the paper "
+           "expects, <b>not supported</b> when it excludes 0 on the other side, <b>inconclusive</b> when it covers "
+           "0. Verdicts come from the numbers alone. " + _link(path, base, "claims.json") + "</p>",
+           "<table><tr><th>claim</th><th>what the paper says</th><th>contrast [95% interval]</th><th>n</th>"
+           "<th>expected</th><th>verdict</th><th>detail</th></tr>"]
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        contrast = row.get("contrast") or {}
+        lo, hi = (contrast.get("ci95") or [None, None]) if isinstance(contrast, dict) else (None, None)
+        value = contrast.get("value") if isinstance(contrast, dict) else None
+        text = "–" if value is None else f"{_fmt(value)} [{_fmt(lo)}, {_fmt(hi)}]"
+        sign = row.get("expected_sign")
+        expected = {1: "&gt; 0", -1: "&lt; 0"}.get(sign, _fmt(sign))
+        verdict = str(row.get("verdict", "?"))
+        colour = VERDICT_COLOUR.get(verdict, "#ffffff")
+        out.append(f"<tr><td>{html.escape(str(row.get('id', '?')))}</td><td>{html.escape(str(row.get('title', '')))}"
+                   f"</td><td>{text}</td><td>{_fmt(contrast.get('n') if isinstance(contrast, dict) else None)}</td>"
+                   f"<td>{expected}</td><td style='background:{colour}'>{html.escape(verdict)}</td>"
+                   f"<td class='note'>{html.escape(str(row.get('detail', '')))}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 def build_html(root: Path, html_path: Path, title: str) -> tuple[str, int]:
@@ -174,6 +220,8 @@ def build_html(root: Path, html_path: Path, title: str) -> tuple[str, int]:
     if not results:
         parts.append("<p>No results found. Run an analysis first, e.g. "
                      "<code>fastvit-analysis fourier --model demo_resnet --out DIR</code>.</p>")
+
+    parts.append(claims_table(root, base))
 
     # headline table: the paper's contrasts side by side
     headline_cols = [(a, k, t) for a, k, t in HEADLINE if any(k in p.get("summary", {}) for _, p in by_analysis.get(a, []))]

@@ -10,9 +10,9 @@ from .corruptions import CIFAR_C_CORRUPTIONS, CorruptedCIFAR, available_corrupti
 from .datasets import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASET_KINDS, IMAGENET_MEAN,
                        IMAGENET_STD, DataSpec, build_dataset, build_loader, build_transform, normalization,
                        parse_spec)
-from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes
+from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_MEAN, SYNTHETIC_SPLITS, SYNTHETIC_STD, SyntheticShapes
 
 __all__ = ["build_dataset", "build_loader", "build_transform", "normalization", "parse_spec", "DataSpec",
            "SyntheticShapes", "CorruptedCIFAR", "available_corruptions", "CIFAR_C_CORRUPTIONS",
            "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-           "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SYNTHETIC_CLASSES", "DATASET_KINDS"]
+           "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SYNTHETIC_CLASSES", "SYNTHETIC_SPLITS", "DATASET_KINDS"]

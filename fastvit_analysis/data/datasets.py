@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
 from .corruptions import CIFAR_C_CORRUPTIONS, CorruptedCIFAR
-from .synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes
+from .synthetic import SYNTHETIC_MEAN, SYNTHETIC_SPLITS, SYNTHETIC_STD, SyntheticShapes
 
 __all__ = ["DataSpec", "parse_spec", "build_dataset", "build_loader", "build_transform", "normalization",
            "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD",
@@ -145,8 +145,9 @@ def build_dataset(spec: str, split: str = "train", *, transform: Callable | None
         ValueError: bad spec, split, num_samples or corruption; FileNotFoundError: missing data on disk.
     """
     parsed = parse_spec(spec)
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    if split not in (SYNTHETIC_SPLITS if parsed.kind == "synthetic" else _SPLITS):
+        raise ValueError(f"split must be one of {SYNTHETIC_SPLITS if parsed.kind == 'synthetic' else _SPLITS}, "
+                         f"got {split!r}")
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
     if parsed.kind == "synthetic":

@@ -1,10 +1,15 @@
-"""The embedded data set: 10 classes of 32×32 RGB shapes, generated in memory from a seed.
+"""The embedded data set: 10 classes of 32×32 RGB images, generated in memory from a seed.
 
-The class is carried by low-frequency content (the silhouette and layout of a soft-edged shape); the
-high-frequency content is a nuisance drawn independently per image (a fine grating texture of random
-orientation, period and strength, plus pixel noise), and colour, position, size and rotation are jittered.
-So a model that relies on high frequencies gains nothing, and high-frequency noise at test time hurts
-exactly those models that do, which is the contrast of the paper's Fourier and robustness analyses.
+Each class is carried by two cues, as in natural images (docs/data.md):
+- shape (low frequency): the silhouette and layout of a soft-edged shape, jittered in position, size,
+  rotation and colour;
+- texture (high frequency): a sinusoidal grating of period 2.3-2.8 px (0.7π-0.87π rad/px) whose
+  ORIENTATION is the class's own (class k: k·18°, ±3° jitter), with random phase and strength, plus pixel
+  noise.
+A model can classify from either cue. The "conflict" split puts the shape of one class on the texture of
+another (every ordered pair of distinct classes equally often), so the share of decisions that follow the
+shape measures a model's shape-vs-texture bias (Geirhos et al. 2019), and high-frequency noise destroys
+exactly the texture cue (the paper's robustness contrast).
 
 Example:
     >>> from fastvit_analysis.data.synthetic import SyntheticShapes
@@ -12,6 +17,9 @@ Example:
     >>> x, y = ds[0]
     >>> x.shape, ds.classes[y] in ds.classes
     (torch.Size([3, 32, 32]), True)
+    >>> conflict = SyntheticShapes("conflict", num_samples=90)
+    >>> bool((conflict.shape_targets != conflict.texture_targets).all())
+    True
 """
 from __future__ import annotations
 
@@ -25,16 +33,23 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 __all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SYNTHETIC_SIZES",
-           "render_shapes"]
+           "SYNTHETIC_SPLITS", "conflict_pairs", "render_shapes"]
 
 SYNTHETIC_CLASSES = ("disk", "ring", "square", "frame", "triangle", "horizontal_bar", "vertical_bar",
                      "cross", "blob_pair_horizontal", "blob_pair_vertical")
-# Channel statistics of the generated images (measured on 20 000 training images, seed 0: 0.359, 0.212).
+# Channel statistics of the generated images (measured on 20 000 training images, seed 0: 0.358, 0.187).
 SYNTHETIC_MEAN = (0.36, 0.36, 0.36)
-SYNTHETIC_STD = (0.21, 0.21, 0.21)
-SYNTHETIC_SIZES = {"train": 5000, "test": 1000}
+SYNTHETIC_STD = (0.19, 0.19, 0.19)
+SYNTHETIC_SIZES = {"train": 5000, "test": 1000, "conflict": 900}
+SYNTHETIC_SPLITS = ("train", "test", "conflict")
 IMAGE_SIZE = 32
-_SPLIT_STREAM = {"train": 0, "test": 1}
+_SPLIT_STREAM = {"train": 0, "test": 1, "conflict": 2}
+NUM_CLASSES = len(SYNTHETIC_CLASSES)
+# texture: class k's grating runs at k·TEXTURE_ANGLE_STEP (10 orientations over 180°, 18° apart) with a
+# jitter well inside half the spacing, so the orientation alone names the class
+TEXTURE_ANGLE_STEP = math.pi / NUM_CLASSES
+TEXTURE_ANGLE_JITTER = math.pi / 60
+TEXTURE_CYCLES_PER_PIXEL = (0.36, 0.44)  # 0.72π-0.88π rad/px: the top of the spectrum (Nyquist = π)
 
 
 def _shape_distance(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -65,8 +80,11 @@ def _shape_distance(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"label must be in 0..9, got {label}")
 
 
-def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE,
+                  texture_labels: np.ndarray | None = None) -> np.ndarray:
     """Render one image per label: (N,) ints -> (N, size, size, 3) float32 in [0, 1].
+
+    `labels` choose the shapes; `texture_labels` (default: the same) choose the grating orientations.
 
     numpy rather than torch: many small element-wise ops, no thread-pool overhead, and PCG64 streams are
     reproducible across platforms and versions.
@@ -89,9 +107,12 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = IMAG
     background = uniform(0.1, 0.5, 3)
     offset = uniform(0.3, 0.5)
     foreground = np.clip(background + offset[:, None] + uniform(-0.1, 0.1, 3), 0, 1)
-    # high-frequency nuisance: square-wave grating with period 2-3 px, random orientation and phase
-    theta, phase = uniform(0, math.pi), uniform(0, 2 * math.pi)
-    period, strength = uniform(2.0, 3.0), uniform(0.06, 0.2)
+    # high-frequency class cue: a sinusoidal grating in the class's orientation, random phase and strength
+    texture_labels = labels if texture_labels is None else np.asarray(texture_labels)
+    theta = (texture_labels * TEXTURE_ANGLE_STEP).astype(np.float32) + uniform(-TEXTURE_ANGLE_JITTER,
+                                                                                TEXTURE_ANGLE_JITTER)
+    phase = uniform(0, 2 * math.pi)
+    period, strength = 1 / uniform(*TEXTURE_CYCLES_PER_PIXEL), uniform(0.08, 0.16)
     noise = 0.02 * rng.standard_normal((n, size, size, 3), dtype=np.float32)
 
     ys, xs = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
@@ -106,24 +127,35 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = IMAG
     mask = (1 / (1 + np.exp(-distance * scale / 0.7)))[..., None]  # soft edge of ~1 px
 
     wave = (xs[None] * per_image(np.cos(theta)) + ys[None] * per_image(np.sin(theta))) / per_image(period)
-    grating = np.sign(np.sin(2 * math.pi * wave + per_image(phase)))
+    grating = np.sin(2 * math.pi * wave + per_image(phase))  # smooth: its energy stays in the high band
     texture = (per_image(strength) * grating)[..., None]
     image = background[:, None, None] * (1 - mask) + foreground[:, None, None] * mask + texture + noise
     return np.clip(image, 0, 1)
 
 
+def conflict_pairs(num_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(shape labels, texture labels), each (num_samples,): every ordered pair of distinct classes
+    (90 of them) equally often (counts differ by at most one), in a seeded random order."""
+    pairs = np.array([(a, b) for a in range(NUM_CLASSES) for b in range(NUM_CLASSES) if a != b])
+    order = rng.permutation(np.arange(num_samples) % len(pairs))
+    return pairs[order, 0], pairs[order, 1]
+
+
 class SyntheticShapes(Dataset):
-    """Deterministic, balanced, in-memory 10-class data set of 32×32 RGB shapes (see module docstring).
+    """Deterministic, balanced, in-memory 10-class data set of 32×32 RGB images (see module docstring).
 
     Args:
-        split: "train" or "test" (independent images from the same distribution).
-        num_samples: number of images (default 5000 for train, 1000 for test); classes are balanced
-            (counts differ by at most one).
+        split: "train" or "test" (independent images from the same distribution, shape and texture of the
+            same class), or "conflict" (cue-conflict test images: shape of one class, texture of another;
+            the label is the SHAPE's class, `texture_targets` holds the texture's).
+        num_samples: number of images (default 5000 train, 1000 test, 900 conflict); classes (conflict:
+            ordered class pairs) are balanced (counts differ by at most one).
         seed: the same (split, num_samples, seed) always gives the same images and labels.
         transform: applied to a PIL image, like torchvision's CIFAR datasets; None gives the normalised
             tensor (x − SYNTHETIC_MEAN) / SYNTHETIC_STD directly (fast path).
 
-    Attributes: `data` (N, 32, 32, 3) uint8, `targets` list of ints, `classes`.
+    Attributes: `data` (N, 32, 32, 3) uint8, `targets` list of ints, `classes`, `shape_targets` and
+    `texture_targets` (N,) int64 arrays (equal except in the conflict split).
     Items: (image, label) with image (3, 32, 32) float.
     """
 
@@ -133,15 +165,21 @@ class SyntheticShapes(Dataset):
     def __init__(self, split: str = "train", *, num_samples: int | None = None, seed: int = 0,
                  transform: Callable | None = None) -> None:
         if split not in _SPLIT_STREAM:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise ValueError(f"split must be one of {SYNTHETIC_SPLITS}, got {split!r}")
         if num_samples is None:
             num_samples = SYNTHETIC_SIZES[split]
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
         self.split, self.seed, self.transform = split, seed, transform
         rng = np.random.default_rng([int(seed), _SPLIT_STREAM[split]])
-        labels = rng.permutation(np.arange(num_samples) % len(self.classes))
-        chunks = [render_shapes(labels[i:i + 2048], rng) for i in range(0, num_samples, 2048)]
+        if split == "conflict":
+            labels, textures = conflict_pairs(num_samples, rng)
+        else:
+            labels = rng.permutation(np.arange(num_samples) % len(self.classes))
+            textures = labels
+        chunks = [render_shapes(labels[i:i + 2048], rng, texture_labels=textures[i:i + 2048])
+                  for i in range(0, num_samples, 2048)]
+        self.shape_targets, self.texture_targets = labels.astype(np.int64), textures.astype(np.int64)
         self.data = np.round(np.concatenate(chunks) * 255).astype(np.uint8)
         self.targets = labels.tolist()
         self._labels = torch.from_numpy(labels).long()
