@@ -140,3 +140,13 @@ def test_reverse_over_reverse_mode_gives_the_same_spectrum():
     b = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8,
                                 hvp_mode="reverse-over-reverse", progress=False)
     assert torch.allclose(a.eigenvalues, b.eigenvalues, rtol=1e-6)
+
+
+def test_num_samples_is_batch_size_times_mini_batches():
+    # the CLI's provenance block reads result.num_samples (it was null for max-eigen)
+    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+
+    spec = MaxEigenvalueSpectrum(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
+                                 converged=torch.ones(5, 2, dtype=torch.bool), negative_fraction=0.0,
+                                 positive_mean=float("nan"), batch_size=16, which="LM", n_hvp=0)
+    assert spec.num_samples == 80

@@ -62,6 +62,11 @@ class MaxEigenvalueSpectrum(Result):
     n_hvp: int
 
     @property
+    def num_samples(self) -> int:
+        """Samples the spectrum rests on: batch_size x the number of mini-batches."""
+        return int(self.batch_size) * int(self.eigenvalues.shape[0])
+
+    @property
     def values(self) -> Tensor:
         """All pooled eigenvalues, flat."""
         return self.eigenvalues.reshape(-1)
