@@ -1,4 +1,4 @@
-"""SPEC §5 interval methods: the vectorised bootstrap (one index matrix, a counts @ values product)
+"""docs/methods.md §5 interval methods: the vectorised bootstrap (one index matrix, a counts @ values product)
 against the per-resample Python loop it replaces, on the same input in the same run.
 
 Run: PYTHONPATH=$PWD python -m pytest bench/bench_intervals.py --benchmark-only -q

@@ -75,7 +75,7 @@ _EXPORTS = {
     # attention
     "fused_attention": "fastvit_analysis.attention.fused",
     "patch_attention": "fastvit_analysis.attention.patch",
-    # the paper's claims (SPEC §5)
+    # the paper's claims (docs/methods.md §5)
     "evaluate_claims": "fastvit_analysis.claims",
     # sweeps, training
     "run_sweep": "fastvit_analysis.sweep",

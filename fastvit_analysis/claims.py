@@ -1,4 +1,4 @@
-"""The paper's claims C1–C8 (SPEC §5) as measured contrasts with 95% intervals and a verdict.
+"""The paper's claims C1–C8 (docs/methods.md §5) as measured contrasts with 95% intervals and a verdict.
 
 `evaluate_claims(results, roles=...)` takes the analyses' results per model label and which label
 plays the CNN (ResNet), the ViT and AlterNet, and returns one row per claim: the contrast (an
@@ -9,7 +9,7 @@ Estimate), the sign the paper expects, and a verdict from the numbers alone:
 - "inconclusive": it covers 0 (or no interval could be formed: see the row's detail);
 - "not measured": an input the claim needs is missing.
 
-How each contrast gets its interval (the same resampling for both models, SPEC §5):
+How each contrast gets its interval (the same resampling for both models, docs/methods.md §5):
 
 - C1, C2, C3 (landscape, max-eigenvalue spectrum): percentile bootstrap of the difference over data
   batches / mini-batches. When both models have the same number of units the SAME resample indices
@@ -185,7 +185,7 @@ def _fmt(e: Estimate) -> str:
 
 def _difference(a: _Measure, b: _Measure, *, seed: int, num_resamples: int,
                 scale: float = 1.0) -> tuple[Estimate, str]:
-    """statistic(b) − statistic(a) with the interval of SPEC §5; returns (Estimate, method)."""
+    """statistic(b) − statistic(a) with the interval of docs/methods.md §5; returns (Estimate, method)."""
     if a.units is not None and b.units is not None and a.statistic is b.statistic:
         paired = a.units.shape[0] == b.units.shape[0]
         e = bootstrap_difference(a.units, b.units, a.statistic, pooled=True, paired=paired, seed=seed,
@@ -536,7 +536,7 @@ def _accuracy_row(results, roles, *, seed: int, num_resamples: int) -> ClaimRow:
 # ----------------------------------------------------------------------------------------- main
 def evaluate_claims(results: Mapping[str, Mapping[str, Any]], *, roles: Mapping[str, str],
                     seed: int = 0, num_resamples: int = 2000) -> ClaimsResult:
-    """Evaluate C1–C8 of SPEC §5 on the results of several models.
+    """Evaluate C1–C8 of docs/methods.md §5 on the results of several models.
 
     Args:
         results: model label -> {"landscape", "max_eigen", "fourier", "variance", "cka", "robustness",

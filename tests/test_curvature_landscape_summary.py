@@ -1,4 +1,4 @@
-"""SPEC §5 intervals of the curvature and landscape results, each checked against a direct formula
+"""docs/methods.md §5 intervals of the curvature and landscape results, each checked against a direct formula
 (an explicit loop over the same bootstrap resamples, a dense Hessian, a per-batch reference pass)."""
 from __future__ import annotations
 

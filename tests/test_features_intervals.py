@@ -1,4 +1,4 @@
-"""SPEC §5 intervals of the feature analyses: per-batch pieces, bootstrap over batches and summary()
+"""docs/methods.md §5 intervals of the feature analyses: per-batch pieces, bootstrap over batches and summary()
 checked against direct formulas (torch.fft / torch.var on the resampled batches) on tiny data."""
 import json
 import math
@@ -135,7 +135,7 @@ def test_bad_num_resamples():
 # --- CKA -----------------------------------------------------------------------------------
 
 def _hsic1(k, l):
-    """Unbiased HSIC₁ straight from the formula (SPEC §3c), numpy float64."""
+    """Unbiased HSIC₁ straight from the formula (docs/methods.md §3c), numpy float64."""
     n = k.shape[0]
     k, l = k.copy(), l.copy()
     np.fill_diagonal(k, 0.0)

@@ -1,4 +1,4 @@
-"""frequency_noise per SPEC 3d (spectrum support, conjugate mirror, edge cases, seeding) and noise_robustness."""
+"""frequency_noise per docs/methods.md §3d (spectrum support, conjugate mirror, edge cases, seeding) and noise_robustness."""
 import math
 
 import matplotlib
@@ -13,7 +13,7 @@ from fastvit_analysis.features.noise import annulus_mask  # noqa: E402
 
 
 def spec_mask(size, f, w=0.2):
-    """SPEC 3d written out with explicit loops over the centred spectrum."""
+    """docs/methods.md §3d written out with explicit loops over the centred spectrum."""
     def side(v):
         return max(0, min(size, 2 * math.floor(v * size / (2 * math.pi))))
 

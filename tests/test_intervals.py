@@ -1,4 +1,4 @@
-"""SPEC §5 interval methods: coverage on simulated data with a known answer (>= 90% of 200 seeds
+"""docs/methods.md §5 interval methods: coverage on simulated data with a known answer (>= 90% of 200 seeds
 cover the truth at 95%), exact values against direct formulas, determinism, bad input."""
 import json
 import math

@@ -79,7 +79,7 @@ def _msa_block(c, heads, dim_head=64, p=4):
 
 
 def _alternet_count(depths, msa, num_classes, p, stem="cifar"):
-    """SPEC §4: stage of n blocks with m MSA blocks = C·(n−2m) then (C, M)·m; widths 64..512; heads 3..24."""
+    """docs/methods.md §4: stage of n blocks with m MSA blocks = C·(n−2m) then (C, M)·m; widths 64..512; heads 3..24."""
     total = 3 * 64 * (9 if stem == "cifar" else 49)
     c = 64
     for n, m, w, h in zip(depths, msa, (64, 128, 256, 512), (3, 6, 12, 24)):

@@ -163,7 +163,7 @@ def fourier(result) -> tuple[dict, dict]:
     delta = floats(get(result, "delta_log_amplitude"))
     delta = [flat(d) for d in delta]
     freqs = get(result, "freqs", "frequencies", default=None)
-    if freqs is None:  # k/(n/2)*pi with k = 0..K-1 as in SPEC 3a, per layer
+    if freqs is None:  # k/(n/2)*pi with k = 0..K-1 as in docs/methods.md §3a, per layer
         freqs = [[math.pi * k / max(1, len(d) - 1) if len(d) > 1 else 0.0 for k in range(len(d))] for d in delta]
     else:
         freqs = floats(freqs)

@@ -1,4 +1,4 @@
-"""`fastvit-analysis reproduce`: the paper's CIFAR-100 study (SPEC §4, §5) as one resumable command.
+"""`fastvit-analysis reproduce`: the paper's CIFAR-100 study (docs/methods.md §4, §5) as one resumable command.
 
 Preset "paper": ResNet-50 (pre-activation), ViT-Ti and AlterNet-50 trained with the paper's recipe (AdamW
 lr 1.25e-4, wd 0.05, batch 96, 5 warm-up + cosine epochs, label smoothing, Mixup/CutMix, RandAugment,
@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "data": None,  # --data cifar100:/path is required
         "roles": {"cnn": "preact_resnet50_cifar", "vit": "vit_ti_cifar", "alternet": "alternet50_cifar"},
-        # train's defaults are the paper's recipe (SPEC §4); --epochs counts the warm-up epochs too
+        # train's defaults are the paper's recipe (docs/methods.md §4); --epochs counts the warm-up epochs too
         "train": {"epochs": 300, "warmup_epochs": 5, "batch_size": 96, "checkpoint_every": 5, "flags": []},
         "max_eigen": {"num_batches": 312, "batch_size": 16, "top_k": 5, "tol": 1e-3, "max_hvp": 300,
                       "weight_decay": 0.05},

@@ -66,7 +66,7 @@ def nan_for_none(value: Any) -> Any:
 
 class Result:
     """Mixin for result dataclasses. Fields with `metadata={"serialize": False}` are left out of
-    `to_dict()` (e.g. large eigenvectors). A result with a `summary()` (name -> Estimate, SPEC §5)
+    `to_dict()` (e.g. large eigenvectors). A result with a `summary()` (name -> Estimate, docs/methods.md §5)
     also gets a "summary" entry of {"value", "ci95", "n"} dicts."""
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Spectral density of the Hessian by stochastic Lanczos quadrature (SLQ, SPEC §1).
+"""Spectral density of the Hessian by stochastic Lanczos quadrature (SLQ, docs/methods.md §1).
 
 For each Rademacher probe v (normalised), m Lanczos steps give T; its eigenvalues are the quadrature
 nodes and the squared first components of its eigenvectors the weights, so that
@@ -64,7 +64,7 @@ class HessianDensity(Result):
 
     def density_band(self, grid: Tensor, sigma: float | None = None, *, seed: int = 0,
                      num_resamples: int = 1000) -> ArrayEstimate:
-        """Pointwise 95% band of the density on `grid` [G]: bootstrap over probes (SPEC §5).
+        """Pointwise 95% band of the density on `grid` [G]: bootstrap over probes (docs/methods.md §5).
 
         value [G] equals `density(grid, sigma)`; ci95 [G, 2]; n = probes (NaN band for one probe).
         """

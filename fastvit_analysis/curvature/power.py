@@ -1,4 +1,4 @@
-"""PyHessian's power iteration with deflation, kept as a baseline (SPEC §1).
+"""PyHessian's power iteration with deflation, kept as a baseline (docs/methods.md §1).
 
 For each of top_k eigenvalues: a random normal start vector, Gram-Schmidt against the eigenvectors
 already found, at most `max_iter` products, stop when the Rayleigh quotient's relative change is

@@ -39,7 +39,7 @@ class HessianTrace(Result):
     num_params: int
 
     def summary(self) -> dict[str, Estimate]:
-        """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (SPEC §5).
+        """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (docs/methods.md §5).
 
         Example:
             >>> HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95

@@ -1,4 +1,4 @@
-"""Linear CKA with the unbiased HSIC estimator, and mini-batch CKA between all layer pairs (SPEC §3c,
+"""Linear CKA with the unbiased HSIC estimator, and mini-batch CKA between all layer pairs (docs/methods.md §3c,
 Nguyen et al. 2021).
 
 For n examples, K = XXᵀ and L = YYᵀ with zeroed diagonals K̃, L̃:
@@ -10,7 +10,7 @@ one batch stacked as G (L, n²) all pairs come from one (La, n²) × (n², Lb) p
 outer terms. The Gram of each layer is computed once per batch. Mini-batch CKA accumulates
 HSIC(K, L), HSIC(K, K), HSIC(L, L) over batches: CKA = ΣHSIC(K,L) / √(ΣHSIC(K,K)·ΣHSIC(L,L)).
 
-Intervals (SPEC §5): the per-batch HSIC triples are kept; the 95% interval of every CKA entry, and of
+Intervals (docs/methods.md §5): the per-batch HSIC triples are kept; the 95% interval of every CKA entry, and of
 the mean CKA within / between stages, is a percentile bootstrap over BATCHES (the sums above taken
 over resampled batches; fixed seed), NaN with fewer than 8 batches.
 
@@ -88,7 +88,7 @@ class CKAResult(Result):
     def stage_means(self, stages: Sequence[Hashable] | None = None) -> dict[str, Estimate]:
         """Mean CKA over pairs of distinct latents in the same stage ("cka/within_stage"), in
         different stages ("cka/between_stage") and their difference ("cka/within_minus_between",
-        SPEC §5 C7), with intervals from one bootstrap over batches. `stages`: one label per latent
+        docs/methods.md §5 C7), with intervals from one bootstrap over batches. `stages`: one label per latent
         (default: the result's `stages`; None = in no stage, e.g. the stem: its pairs are left out);
         needs a CKA of one model with itself."""
         stages = self.stages if stages is None else list(stages)
@@ -263,7 +263,7 @@ def minibatch_cka(model_a: nn.Module, data: Any, model_b: nn.Module | None = Non
         >>> res.plot()  # doctest: +SKIP
     """
     if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 200:
-        raise ValueError(f"num_resamples must be an integer >= 200 (SPEC §5), got {num_resamples!r}")
+        raise ValueError(f"num_resamples must be an integer >= 200 (docs/methods.md §5), got {num_resamples!r}")
     extractor_a = LatentExtractor(model_a, layers_a, kinds=kinds_a)
     if stages is not None and (model_b is not None or len(list(stages)) != len(extractor_a.specs)):
         raise ValueError(f"stages: one label per latent of model_a ({len(extractor_a.specs)}) for a CKA "

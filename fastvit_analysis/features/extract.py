@@ -240,7 +240,7 @@ def _pit(model: nn.Module) -> list[LatentSpec]:
 
 
 def default_latent_specs(model: nn.Module) -> list[LatentSpec]:
-    """The block outputs of a known model family (SPEC §3), in forward order.
+    """The block outputs of a known model family (docs/methods.md §3), in forward order.
 
     Families: timm ResNet/ResNetV2/ConvNeXt/ViT/DeiT/PiT/Swin, AlterNet, torchvision ResNet/ViT, and any
     model with `stem` + `stages` (stages with `blocks`). Raises ValueError for others: pass `layers=`.
@@ -426,7 +426,7 @@ def extract_features(model: nn.Module, x: Tensor, *, layers: Sequence[str | Late
     """The latents of one batch `x` (B, 3, H, W): ordered name -> tensor, with `.kinds` (name ->
     "msa" | "conv" | "mlp" | "embed" | "downsample") and `.prefix_tokens` (name -> int).
 
-    Latents per SPEC §3: ResNets the stem then every residual block; ViTs the patch embedding then per
+    Latents per docs/methods.md §3: ResNets the stem then every residual block; ViTs the patch embedding then per
     block x + attn and x + mlp (25 latents for 12 blocks). Token latents stay (B, N, C) including the
     prefix tokens (see `to_feature_map`); NHWC maps (Swin) are returned as (B, C, H, W) views. Logits are
     excluded. `layers` may name default latents or any module (its output is taken).

@@ -1,11 +1,11 @@
-"""Fourier analysis of feature maps over a whole loader (SPEC §3a, paper Fig. 2a and 8).
+"""Fourier analysis of feature maps over a whole loader (docs/methods.md §3a, paper Fig. 2a and 8).
 
 For every latent: a(k) = mean over all maps (b, c) of the dataset of log(|FFT2(z[b, c])(k, k)| + 1e-6),
 Δ(k) = a(k) − a(0), at frequencies k / (n/2) · π, k = 0 … ⌈n/2⌉ − 1. Batches of any size are combined
 as sums over maps (not a mean of batch means). `spectrum="radial"` offers, for non-square maps, the
 radially averaged log spectrum of the full FFT instead of the diagonal.
 
-Intervals (SPEC §5): each batch's own mean log amplitude is kept; the 95% interval of Δ(k) is a
+Intervals (docs/methods.md §5): each batch's own mean log amplitude is kept; the 95% interval of Δ(k) is a
 percentile bootstrap over BATCHES (weighted by batch size, fixed seed), NaN with fewer than
 `MIN_BATCHES` = 8 batches (pass a DataLoader, not one batch, to get intervals).
 
@@ -161,7 +161,7 @@ class FourierAccumulator:
         if spectrum not in SPECTRA:
             raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
         if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 200:
-            raise ValueError(f"num_resamples must be an integer >= 200 (SPEC §5), got {num_resamples!r}")
+            raise ValueError(f"num_resamples must be an integer >= 200 (docs/methods.md §5), got {num_resamples!r}")
         self.spectrum, self.backend = spectrum, backend
         self.bootstrap_seed, self.num_resamples = int(bootstrap_seed), num_resamples
         self.acc = {s.name: _LatentAccumulator(s) for s in specs}

@@ -1,11 +1,11 @@
-"""Robustness to frequency-based noise (SPEC §3d, paper Fig. 2b).
+"""Robustness to frequency-based noise (docs/methods.md §3d, paper Fig. 2b).
 
 δ = ε·sign(N(0, 1)) per pixel and channel; in the centred 2-D spectrum of δ keep only a square annulus
 around DC (outer side 2⌊(f+w)·H/(2π)⌋, inner side 2⌊(f−w)·H/(2π)⌋, clipped to [0, H]); transform back
 and take the real part: δ_f. The even-sized square is not symmetric about DC, so the real part also
 carries the mask's conjugate mirror (the reference behaviour). ΔAcc(f) = acc(x + δ_f) − acc(x), in %.
 
-Intervals (SPEC §5): every image's correctness, clean and at each frequency, is kept; accuracies get
+Intervals (docs/methods.md §5): every image's correctness, clean and at each frequency, is kept; accuracies get
 Wilson intervals over the N images, ΔAcc(f) Newcombe's interval for paired proportions (the same
 images clean and noisy), and the mean ΔAcc over high frequencies a paired bootstrap over images.
 
@@ -36,7 +36,7 @@ from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 
 DEFAULT_FREQS = tuple(round(k * 0.1, 10) * math.pi for k in range(1, 10))  # 0.1π … 0.9π
-HIGH_FREQUENCY = 0.6 * math.pi  # SPEC §5 C5: "high-frequency noise" is f >= 0.6π
+HIGH_FREQUENCY = 0.6 * math.pi  # docs/methods.md §5 C5: "high-frequency noise" is f >= 0.6π
 
 
 def _centred_square(size: int, side: int, device=None) -> Tensor:
@@ -71,7 +71,7 @@ def _check_number(name: str, value: Any) -> float:
 def frequency_noise(x: Tensor, freq: float, *, eps: float = 0.1, bandwidth: float = 0.2,
                     generator: torch.Generator | None = None) -> Tensor:
     """x + δ_f: sign noise of amplitude `eps`, band-passed to the square annulus `freq` ± `bandwidth`
-    (radians, 0 … π) of the centred spectrum, real part (SPEC §3d).
+    (radians, 0 … π) of the centred spectrum, real part (docs/methods.md §3d).
 
     Args:
         x: (B, C, H, H) or (C, H, H) inputs in normalised space; square, any channel count.

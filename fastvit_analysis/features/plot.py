@@ -1,7 +1,7 @@
 """Paper-style figures of the feature analyses; every function returns a matplotlib Figure.
 
 Uses matplotlib's object API only (no pyplot state), so it works with the Agg backend and in scripts.
-Where a result carries 95% intervals (SPEC §5) they are drawn as bands (lines against depth or
+Where a result carries 95% intervals (docs/methods.md §5) they are drawn as bands (lines against depth or
 frequency) or error bars (ΔAcc); intervals that are NaN (too few batches) leave no band.
 
 Example:

@@ -1,5 +1,5 @@
-"""Per-latent feature statistics of the paper: relative log amplitude (SPEC 3a) and
-feature-map variance (SPEC 3b), for (B, C, n, n) maps or (B, P + n*n, C) tokens."""
+"""Per-latent feature statistics of the paper: relative log amplitude (docs/methods.md §3a) and
+feature-map variance (docs/methods.md §3b), for (B, C, n, n) maps or (B, P + n*n, C) tokens."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,7 @@ from ..ops import diag_log_amplitude, feature_moments
 
 def relative_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 0, *, per_map: bool = False,
                            backend: str | None = None) -> torch.Tensor:
-    """Relative log amplitude Δ(k) = a(k) − a(0) on the diagonal frequencies (k, k) [SPEC 3a].
+    """Relative log amplitude Δ(k) = a(k) − a(0) on the diagonal frequencies (k, k) [docs/methods.md §3a].
 
     a(k) is the mean over (b, c) of log(|FFT2(z[b, c])(k, k)| + 1e-6), k = 0 .. ceil(n/2) − 1,
     exactly what the paper's pipeline (fft2 → abs → log → mean → roll → diag[n/2:]) gives.
@@ -38,7 +38,7 @@ def relative_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 0, *, per_m
 
 def feature_map_variance(z: torch.Tensor, num_prefix_tokens: int = 0, *, per_map: bool = False,
                          backend: str | None = None) -> torch.Tensor:
-    """Feature-map variance v = mean over (b, c) of the unbiased variance over positions [SPEC 3b].
+    """Feature-map variance v = mean over (b, c) of the unbiased variance over positions [docs/methods.md §3b].
 
     Args:
         z: (B, C, H, W) with H == W, or (B, P + N, C) tokens (P prefix tokens excluded, N = n*n).

@@ -1,8 +1,8 @@
-"""Feature-map variance over a whole loader (SPEC §3b, paper Fig. 9).
+"""Feature-map variance over a whole loader (docs/methods.md §3b, paper Fig. 9).
 
 v = mean over all maps (b, c) of the dataset of the unbiased variance over spatial positions (tokens,
 prefix tokens excluded) of z[b, c]; plotted against normalised depth with MSA and down-sampling blocks
-shaded. Intervals (SPEC §5): each batch's own mean variance per latent is kept; the 95% interval is a
+shaded. Intervals (docs/methods.md §5): each batch's own mean variance per latent is kept; the 95% interval is a
 percentile bootstrap over BATCHES (weighted by batch size, fixed seed), NaN with fewer than 8 batches.
 
 Example:
@@ -91,7 +91,7 @@ class VarianceAccumulator:
     def __init__(self, specs: Sequence[LatentSpec], *, backend: str | None = None, bootstrap_seed: int = 0,
                  num_resamples: int = 1000):
         if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 200:
-            raise ValueError(f"num_resamples must be an integer >= 200 (SPEC §5), got {num_resamples!r}")
+            raise ValueError(f"num_resamples must be an integer >= 200 (docs/methods.md §5), got {num_resamples!r}")
         self.backend = backend
         self.bootstrap_seed, self.num_resamples = int(bootstrap_seed), num_resamples
         self.sums = {s.name: 0.0 for s in specs}

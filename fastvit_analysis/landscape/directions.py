@@ -1,4 +1,4 @@
-"""Random, filter-normalised directions in parameter space (Li et al. 2018; SPEC §2).
+"""Random, filter-normalised directions in parameter space (Li et al. 2018; docs/methods.md §2).
 
 Which parameters get a direction
 --------------------------------

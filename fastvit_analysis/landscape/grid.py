@@ -1,4 +1,4 @@
-"""Loss landscape on a 1-D line or 2-D plane through the parameters (SPEC §2).
+"""Loss landscape on a 1-D line or 2-D plane through the parameters (docs/methods.md §2).
 
     L(a, b) = loss over the whole data at θ* + a·d1 + b·d2     (model in eval mode)
 
@@ -61,7 +61,7 @@ class LandscapeResult(Result):
     accuracy in percent (0-100, as every analysis reports it), NaN when the outputs are not (B, C)
     logits with integer targets.
 
-    Per data batch (for intervals that resample batches, SPEC §5): ``batch_loss_sum[..., b]`` is the
+    Per data batch (for intervals that resample batches, docs/methods.md §5): ``batch_loss_sum[..., b]`` is the
     sum of ``loss_fn`` over batch b's samples at each point (batch mean × its size), ``batch_correct[..., b]``
     its correct count, ``batch_sizes[b]`` its size; shapes ``loss.shape + (num_batches,)``. None when
     the result was resumed from a sweep folder written before these were recorded.
@@ -106,7 +106,7 @@ class LandscapeResult(Result):
         return mask
 
     def border_rise_units(self) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
-        """Per data batch b, the pieces of the C1 quantity (SPEC §5) "mean loss on the border minus
+        """Per data batch b, the pieces of the C1 quantity (docs/methods.md §5) "mean loss on the border minus
         the loss at the centre", linear in the batches: rows [Σ_border-mean loss_b, Σ centre loss_b,
         n_b, n_b·l2_coef·(mean border ‖θ‖ − centre ‖θ‖)] -> (num_batches, 4), and the statistic of
         their totals (R, 4) -> (R,) that gives the rise. None without per-batch data.
@@ -137,7 +137,7 @@ class LandscapeResult(Result):
         return ArrayEstimate(np.asarray(band.value).reshape(shape), np.asarray(band.ci95).reshape(*shape, 2), band.n)
 
     def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
-        """{"border_rise", "centre_loss", "centre_accuracy"} with 95% intervals (SPEC §5).
+        """{"border_rise", "centre_loss", "centre_accuracy"} with 95% intervals (docs/methods.md §5).
 
         border_rise: mean `loss` on the border (`border_mask`) minus `loss` at the centre, and
         centre_loss: percentile bootstrap over the DATA BATCHES (n = batches; NaN interval when the

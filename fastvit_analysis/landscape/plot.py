@@ -132,7 +132,7 @@ def plot_curve(results: LandscapeResult | Sequence[LandscapeResult] | Mapping[st
 
 def plot_border_rise(results: Mapping[str, LandscapeResult], *, ax: Axes | None = None,
                      title: str | None = "loss rise at the border") -> Figure:
-    """The C1 quantity per model (mean border loss − centre loss, SPEC §5) as bars with 95% error bars
+    """The C1 quantity per model (mean border loss − centre loss, docs/methods.md §5) as bars with 95% error bars
     (bootstrap over data batches; no bar end where the interval is NaN)."""
     if not isinstance(results, Mapping) or not results:
         raise ValueError("results: expected a non-empty mapping label -> LandscapeResult")

@@ -1,5 +1,5 @@
 """Paths through parameter space: linear interpolation between two models and the PCA plane of a
-training trajectory (Li et al. 2018, §7; SPEC §2). The paper's polar-coordinate trajectory is not
+training trajectory (Li et al. 2018, §7; docs/methods.md §2). The paper's polar-coordinate trajectory is not
 reproduced (withdrawn by its author)."""
 from __future__ import annotations
 

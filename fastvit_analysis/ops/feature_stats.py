@@ -91,7 +91,7 @@ def diag_log_amplitude(z: torch.Tensor, num_prefix_tokens: int = 0, *, reduce: b
     """Mean diagonal log-amplitude spectrum a(k) = mean_{b,c} log(|F_bc(k, k)| + 1e-6).
 
     F_bc is the 2-D DFT of map z[b, c] (n x n); k = 0 .. ceil(n/2) - 1. The compiled kernel reads
-    `z` once, in place, into the anti-diagonal sums s[m] and takes their length-n DFT (SPEC 3a);
+    `z` once, in place, into the anti-diagonal sums s[m] and takes their length-n DFT (docs/methods.md §3a);
     the eager backend multiplies the maps by the [n*n, 2K] diagonal-DFT matrix. Both are exact.
 
     Args:

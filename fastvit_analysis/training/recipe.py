@@ -1,4 +1,4 @@
-"""The training recipe (SPEC §4): its hyper-parameters, checked once, and the optimizer, schedule, Mixup
+"""The training recipe (docs/methods.md §4): its hyper-parameters, checked once, and the optimizer, schedule, Mixup
 and loss built from them.
 
 Recipe: AdamW (lr 1.25e-4, wd 0.05), batch 96, linear warm-up then cosine decay (per step), gradient
