@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..common.jsonio import read_json
+
 SECTIONS = [
     ("train", "Training", "Training curves of each model (loss on the training split, accuracy on the test split)."),
     ("max_eigen", "Hessian max-eigenvalue spectra",
@@ -72,7 +74,6 @@ def find_results(root: Path, max_depth: int = 3,
     """(path, payload) of every result JSON (a dict with an 'analysis' key) under `root`.
 
     Files that cannot be read or parsed are appended to `unreadable` as (path, reason)."""
-    from ..common.jsonio import read_json
 
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -168,7 +169,7 @@ def claims_table(root: Path, base: Path) -> str:
     95% interval and count, the expected sign, the verdict and the detail; '' when there is no claims.json."""
     path = root / "claims.json"
     try:
-        claims = json.loads(path.read_text())
+        claims = read_json(path)
     except (OSError, ValueError):
         return ""
     rows = claims.get("rows") if isinstance(claims, dict) else None
