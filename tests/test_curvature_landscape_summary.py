@@ -77,6 +77,16 @@ def test_trace_summary_is_the_normal_interval_of_hutchinson():
     assert res.to_dict()["summary"]["trace"]["n"] == 12
 
 
+class _DenseOperator:
+    """A symmetric matrix as the operator protocol the solvers take (matmat, shape, dtype, device)."""
+
+    def __init__(self, A: torch.Tensor):
+        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        return V @ self.A
+
+
 def test_hutchinson_normal_interval_coverage():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
@@ -85,8 +95,7 @@ def test_hutchinson_normal_interval_coverage():
     from fastvit_analysis.curvature.trace import HessianTrace
     covered = 0
     for seed in range(200):
-        value, se, n = hutchinson(lambda V: V @ A, 30, 40, dtype=torch.float64, device=torch.device("cpu"),
-                                  generator=torch.Generator().manual_seed(seed))
+        value, se, n = hutchinson(_DenseOperator(A), 40, generator=torch.Generator().manual_seed(seed))
         covered += HessianTrace(value, se, n, n, "hutchinson", 30).summary()["trace"].covers(exact)
     assert covered >= 180, covered
 
