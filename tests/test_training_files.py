@@ -99,7 +99,7 @@ def test_unwritable_folder_fails_before_training(tmp_path, batch, monkeypatch, c
                    "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1
-    assert err.startswith("fastvit-analysis: error: train:") and "is not writable" in err
+    assert err.startswith("fastvit-analysis: error: --out=") and "is not writable" in err
 
 
 def test_zero_samples_and_non_finite_losses_are_errors(batch):
