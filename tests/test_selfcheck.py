@@ -39,8 +39,6 @@ def test_selfcheck_lists_backends_and_passes_on_cpu(full_run):
     assert "selfcheck:" in result.table()
 
 
-@pytest.mark.xfail(strict=False, reason="fully-masked rows return NaN until the integrity-numerics "
-                   "kernel fix (rows of -inf scores -> output 0, finite grads) is merged")
 def test_selfcheck_fully_masked_rows_give_zero_and_finite_grads(full_run):
     result, _ = full_run
     rows = [r for r in result.rows if r.check == MASKED]
