@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .demo import (RESULT_FILE, _common_argv, _forget_points, _fresh, _read, _run_command, _settings_for,
+from .demo import (HIGH_FREQS, RESULT_FILE, _common_argv, _forget_points, _fresh, _read, _run_command, _settings_for,
                    analysis_argv, claims_text, run_shape_bias, shape_bias_settings, write_claims)
 from .main import CLIError
 
@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fourier": {"num_samples": 10000},
         "variance": {"num_samples": 10000},
         "cka": {"num_samples": 10000, "batch_size": 256},
-        "robustness": {"num_samples": 10000, "freqs": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]},
+        "robustness": {"num_samples": 10000, "freqs": HIGH_FREQS},
         "shape_bias": None,  # needs cue-conflict images: only the synthetic data has them
     },
     "tiny": {

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ..common.intervals import Estimate
@@ -55,6 +54,7 @@ class HessianSpectrum(Result):
         `which` order (a missed eigenvalue can lie outside all intervals).
 
         Example:
+            >>> import torch
             >>> r = HessianSpectrum(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
             ...                     "LA", "lanczos", 1e-3, 10)
             >>> r.summary()["eigenvalue_0"]
