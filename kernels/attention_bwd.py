@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import bias_4d, check_device, dot, is_ieee
+from .attention_common import bias_4d, check_device, dot, is_ieee, masked_scores, tangent_scores
 from .attention_configs import CONFIGS, pruner
 from .attention_fwd import attention_fwd_jvp
 
@@ -29,22 +29,9 @@ from .attention_fwd import attention_fwd_jvp
 @triton.jit
 def _scores_and_probs(q, k, Bias, b, h, offs_m, offs_n, mask_mn, mask_n, lse,
                       sb_b, sb_h, sb_m, sb_n, scale, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr):
-    s = dot(q, tl.trans(k), IEEE) * scale
-    if HAS_BIAS:
-        s += tl.load(Bias + b * sb_b + h * sb_h + offs_m[:, None] * sb_m + offs_n[None, :] * sb_n,
-                     mask=mask_mn, other=0.0).to(tl.float32)
-    s = tl.where(mask_n[None, :], s, float("-inf"))
+    s = masked_scores(q, k, Bias, b, h, offs_m, offs_n, mask_mn, mask_n, sb_b, sb_h, sb_m, sb_n, scale,
+                      HAS_BIAS, IEEE)
     return tl.exp(s - lse[:, None])
-
-
-@triton.jit
-def _tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
-                    stb_b, stb_h, stb_m, stb_n, scale, HAS_TBIAS: tl.constexpr, IEEE: tl.constexpr):
-    ts = (dot(tq, tl.trans(k), IEEE) + dot(q, tl.trans(tk), IEEE)) * scale
-    if HAS_TBIAS:
-        ts += tl.load(TBias + b * stb_b + h * stb_h + offs_m[:, None] * stb_m + offs_n[None, :] * stb_n,
-                      mask=mask_mn, other=0.0).to(tl.float32)
-    return ts
 
 
 @triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP"],
@@ -91,7 +78,7 @@ def _bwd_kv_kernel(
             tdo = tl.load(TDO + q_ptrs, mask=mask_m[:, None], other=0.0)
             tlse = tl.load(TLSE + row_ptrs, mask=mask_m, other=0.0)
             tdelta = tl.load(TDELTA + row_ptrs, mask=mask_m, other=0.0)
-            ts = _tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
+            ts = tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
                                  stb_b, stb_h, stb_m, stb_n, scale, HAS_TBIAS, IEEE)
             tp = p * (ts - tlse[:, None])
             tdp = dot(tdo, tl.trans(v), IEEE) + dot(do, tl.trans(tv), IEEE)
@@ -149,7 +136,7 @@ def _bwd_q_kernel(
         if JVP:
             tk = tl.load(TK + kv_ptrs, mask=mask_n[:, None], other=0.0)
             tv = tl.load(TV + kv_ptrs, mask=mask_n[:, None], other=0.0)
-            ts = _tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
+            ts = tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
                                  stb_b, stb_h, stb_m, stb_n, scale, HAS_TBIAS, IEEE)
             tp = p * (ts - tlse[:, None])
             tdp = dot(tdo, tl.trans(v), IEEE) + dot(do, tl.trans(tv), IEEE)

@@ -33,6 +33,28 @@ def dot(a, b, IEEE: tl.constexpr):
         return tl.dot(a, b)
 
 
+@triton.jit
+def masked_scores(q, k, Bias, b, h, offs_m, offs_n, mask_mn, mask_n,
+                  sb_b, sb_h, sb_m, sb_n, scale, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr):
+    """S = scale Q K^T + B for one (BLOCK_M, BLOCK_N) tile, -inf on keys past N_k."""
+    s = dot(q, tl.trans(k), IEEE) * scale
+    if HAS_BIAS:
+        s += tl.load(Bias + b * sb_b + h * sb_h + offs_m[:, None] * sb_m + offs_n[None, :] * sb_n,
+                     mask=mask_mn, other=0.0).to(tl.float32)
+    return tl.where(mask_n[None, :], s, float("-inf"))
+
+
+@triton.jit
+def tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
+                   stb_b, stb_h, stb_m, stb_n, scale, HAS_TBIAS: tl.constexpr, IEEE: tl.constexpr):
+    """S' = scale (Q' K^T + Q K'^T) + B' for one tile (the JVP of the scores)."""
+    ts = (dot(tq, tl.trans(k), IEEE) + dot(q, tl.trans(tk), IEEE)) * scale
+    if HAS_TBIAS:
+        ts += tl.load(TBias + b * stb_b + h * stb_h + offs_m[:, None] * stb_m + offs_n[None, :] * stb_n,
+                      mask=mask_mn, other=0.0).to(tl.float32)
+    return ts
+
+
 def bias_4d(bias: torch.Tensor | None, shape: tuple[int, int, int, int]):
     """(tensor, strides) of a bias viewed as (B, H, N_q, N_k); a zero-stride dummy when None."""
     if bias is None:

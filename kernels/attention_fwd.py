@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_common import bias_4d, check_device, dot, is_ieee
+from .attention_common import bias_4d, check_device, dot, is_ieee, masked_scores, tangent_scores
 from .attention_configs import CONFIGS, pruner
 
 
@@ -55,11 +55,8 @@ def _attention_fwd_kernel(
         k = tl.load(K + kv_ptrs, mask=mask_n[:, None], other=0.0)
         v = tl.load(V + kv_ptrs, mask=mask_n[:, None], other=0.0)
         mask_mn = mask_m[:, None] & mask_n[None, :]
-        s = dot(q, tl.trans(k), IEEE) * scale
-        if HAS_BIAS:
-            s += tl.load(Bias + b * sb_b + h * sb_h + offs_m[:, None] * sb_m + offs_n[None, :] * sb_n,
-                         mask=mask_mn, other=0.0).to(tl.float32)
-        s = tl.where(mask_n[None, :], s, float("-inf"))
+        s = masked_scores(q, k, Bias, b, h, offs_m, offs_n, mask_mn, mask_n, sb_b, sb_h, sb_m, sb_n, scale,
+                          HAS_BIAS, IEEE)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m_i - m_safe)
@@ -69,10 +66,8 @@ def _attention_fwd_kernel(
         if JVP:
             tk = tl.load(TK + kv_ptrs, mask=mask_n[:, None], other=0.0)
             tv = tl.load(TV + kv_ptrs, mask=mask_n[:, None], other=0.0)
-            ts = (dot(tq, tl.trans(k), IEEE) + dot(q, tl.trans(tk), IEEE)) * scale
-            if HAS_TBIAS:
-                ts += tl.load(TBias + b * stb_b + h * stb_h + offs_m[:, None] * stb_m
-                              + offs_n[None, :] * stb_n, mask=mask_mn, other=0.0).to(tl.float32)
+            ts = tangent_scores(q, k, tq, tk, TBias, b, h, offs_m, offs_n, mask_mn,
+                                stb_b, stb_h, stb_m, stb_n, scale, HAS_TBIAS, IEEE)
             pts = p * ts
             acc_t = acc_t * alpha[:, None] + dot(pts.to(v.dtype), v, IEEE) + dot(p.to(tv.dtype), tv, IEEE)
             row_t = row_t * alpha + tl.sum(pts, 1)
