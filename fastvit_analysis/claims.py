@@ -40,18 +40,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import re
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .common.intervals import (Estimate, bootstrap_difference, bootstrap_indices, bootstrap_interval,
                                verdict, wilson_interval)
-from .common.results import Result, atomic_write_text
+from .common.results import Result
 from .features.fourier import MIN_BATCHES   # fewer units than this: NaN interval (too coarse a bootstrap)
 from .features.noise import HIGH_FREQUENCY  # C5: f >= 0.6π
 
@@ -110,10 +107,6 @@ class ClaimsResult(Result):
             if r.id == claim_id:
                 return r
         raise KeyError(f"no claim {claim_id!r}; claims: {[r.id for r in self.rows]}")
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
-        return Path(path)
 
     def to_markdown(self, spec: str = ".3g") -> str:
         """A table "claim | contrast [lo, hi] | verdict | detail", one line per row."""

@@ -361,7 +361,9 @@ def test_json_markdown_and_same_digits_on_a_rerun(tmp_path):
     a, b = claims(inputs), claims(inputs)
     path = a.save_json(tmp_path / "claims.json")
     d = json.loads(path.read_text())
+    provenance = d.pop("provenance")
     assert d == b.to_dict()
+    assert provenance["package"] and provenance["torch"] and provenance["world_size"] == 1
     assert d["rows"][0]["id"] == "C1" and set(d["rows"][0]["contrast"]) == {"value", "ci95", "n"}
     assert d["roles"] == ROLES
     md = a.to_markdown()

@@ -2,7 +2,6 @@
 command line's strings, and writing results (JSON + PNG/PDF figures) on rank 0 only."""
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import tempfile
@@ -286,17 +285,8 @@ def _sha256_file(path: Path) -> str:
 def provenance(args, *, device: torch.device | str | None = None, num_samples: int | None = None) -> dict[str, Any]:
     """What a result JSON needs to describe itself: versions, UTC time, device, world size, checkpoint
     (path, sha256, epoch) when one was loaded, data spec and number of samples."""
-    import platform
+    from ..common.provenance import environment
 
-    from .. import __version__
-    from ..common.distributed import world_size
-
-    try:
-        import timm
-
-        timm_version = timm.__version__
-    except Exception:  # pragma: no cover - timm is a dependency
-        timm_version = None
     checkpoint = None
     source = getattr(args, "checkpoint", None) or (getattr(args, "model", None) if looks_like_checkpoint(
         str(getattr(args, "model", "") or "")) else None)
@@ -313,10 +303,7 @@ def provenance(args, *, device: torch.device | str | None = None, num_samples: i
                       "sha256": _sha256_file(path) if path.is_file() else None,
                       "epoch": epoch if isinstance(epoch, int) else None}
     return {
-        "package": __version__, "torch": torch.__version__, "timm": timm_version,
-        "python": platform.python_version(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **environment(),
         "device": str(device) if device is not None else getattr(args, "resolved_device", getattr(args, "device", None)),
-        "world_size": world_size(), "checkpoint": checkpoint,
-        "data": {"spec": getattr(args, "data", None), "num_samples": num_samples},
+        "checkpoint": checkpoint, "data": {"spec": getattr(args, "data", None), "num_samples": num_samples},
     }

@@ -79,6 +79,13 @@ class Result:
             out["summary"] = {str(k): e.to_dict() for k, e in summary().items()}
         return out
 
-    def save_json(self, path: str | os.PathLike) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+    def save_json(self, path: str | os.PathLike, *, provenance: bool = True) -> Path:
+        """Write `to_dict()` atomically to `path`, with a "provenance" block (versions, UTC time, world
+        size: common/provenance.py) unless provenance=False."""
+        payload = self.to_dict()
+        if provenance:
+            from .provenance import environment
+
+            payload["provenance"] = environment()
+        atomic_write_text(path, json.dumps(payload, indent=2))
         return Path(path)
