@@ -22,12 +22,13 @@ from torch import nn
 
 from ..common.intervals import Estimate, wilson_interval
 from ..common.modes import eval_mode
+from ..common.results import Result
 
 __all__ = ["ShapeBiasResult", "shape_bias"]
 
 
 @dataclasses.dataclass
-class ShapeBiasResult:
+class ShapeBiasResult(Result):
     """Counts of cue-conflict decisions: following the shape, the texture, or neither; `predictions` (N,)."""
 
     shape_decisions: int
@@ -51,7 +52,7 @@ class ShapeBiasResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape_decisions": self.shape_decisions, "texture_decisions": self.texture_decisions,
+        return {"type": type(self).__name__, "shape_decisions": self.shape_decisions, "texture_decisions": self.texture_decisions,
                 "other_decisions": self.other_decisions, "n": self.n, "predictions": list(self.predictions),
                 "summary": {k: v.to_dict() for k, v in self.summary().items()}}
 
