@@ -40,6 +40,12 @@ class ShapeBiasResult(Result):
     def n(self) -> int:
         return self.shape_decisions + self.texture_decisions + self.other_decisions
 
+    def plot(self, **kwargs):
+        """The shape bias as a bar with its Wilson 95% interval (`fastvit_analysis.plot.features.shape_bias`) -> Figure."""
+        from ..plot.features import shape_bias
+
+        return shape_bias(self, **kwargs)
+
     def summary(self) -> dict[str, Estimate]:
         """'shape bias' = shape / (shape + texture) decisions (Wilson over those decisions, a fraction);
         'shape decisions (%)' and 'texture decisions (%)' over all N images (Wilson, percent)."""
