@@ -42,7 +42,7 @@ def cases() -> dict:
         "HessianSpectrum": fa.hessian_spectrum(mlp, ce, data, top_k=2, progress=False),
         "HessianTrace": fa.hessian_trace(mlp, ce, data, num_probes=6, progress=False),
         "HessianDensity": fa.hessian_density(mlp, ce, data, num_probes=3, steps=6, progress=False),
-        "MaxEigenvalueSpectrum": fa.max_eigenvalue_spectrum(mlp, ce, data, batch_size=4, top_k=2, which="SA",
+        "MaxEigenvalueSpectrum": fa.max_eigenvalue_spectrum(mlp, ce, data, batch_size=8, top_k=2, which="SA",
                                                             progress=False),
         "BlockSpectra": fa.block_spectra(mlp, ce, data, top_k=1, num_probes=4, progress=False),
         "LandscapeResult": fa.loss_landscape(mlp, ce, _batches([4] * 9, (4,)), steps=3, progress=False),

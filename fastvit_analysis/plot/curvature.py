@@ -38,7 +38,7 @@ def _classes(name: str):
 
 
 def _legend(ax, results: Mapping[str, Any]) -> None:
-    if any(results):
+    if any(results) and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
 
 
