@@ -177,7 +177,8 @@ from fastvit_analysis.common.results import load_result
 data = json.loads(open("results.json").read())
 for name, fn in {names!r}.items():
     family, function = fn.split(".")
-    getattr(getattr(plot, family), function)({{"a": load_result(data[name]), "b": load_result(data[name])}}).savefig("f.png")
+    draw = getattr(getattr(plot, family), function)
+    draw({{"a": load_result(data[name]), "b": load_result(data[name])}}).savefig("f.png")
 print(json.dumps([matplotlib.get_backend(), plt.get_fignums()]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -269,7 +269,7 @@ def _model_figure(analysis: str, path: Path, payload: dict, base: Path) -> str:
     seconds = payload.get("seconds")
     note = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
     return (f"<figure>{''.join(imgs)}<figcaption>{html.escape(label)}{note} · "
-            f"{' · '.join(l for l in links if l)}</figcaption></figure>")
+            f"{' · '.join(link for link in links if link)}</figcaption></figure>")
 
 
 def _analysis_section(analysis: str, heading: str, text: str, items: list[tuple[Path, dict]],
