@@ -157,7 +157,7 @@ def max_eigen(results: Any, *, ax=None, bins: int = 40, band: bool = True, summa
                     fontsize="small")
         a.set_xlabel("max eigenvalue")
     neg_ax.set_ylabel("density")
-    _legend(pos_ax, results)
+    _legend(pos_ax if pos_ax.get_legend_handles_labels()[0] else neg_ax, results)
     if summary:
         max_eigen_summary(results, ax=axes[2:])
     return fig
