@@ -129,3 +129,12 @@ def test_report_subprocess(results_dir, tmp_path):
         if not ref.startswith("data:"):
             assert (tmp_path / "elsewhere" / ref).is_file(), ref
 
+
+
+def test_report_names_unreadable_files_and_compares_only_rebuilt_results(results_dir):
+    (results_dir / "vit" / "fourier.json").write_text(json.dumps(
+        _payload("fourier", "vit", {}, {"dlogamp at pi, mean": -0.3}) | {"result": {"type": "FourierResult"}}))
+    text, _ = build_html(results_dir, results_dir / "report.html", "t")
+    unreadable = text[text.index("Files that could not be read"):]
+    assert "broken.json" in unreadable and "notes.json" not in unreadable
+    assert "compare_fourier" not in text and "compare_variance" in text  # one fourier result left to draw

@@ -205,3 +205,21 @@ def test_pi_ticks_and_depth_shading():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5π", "1.0π"]
     plot.style.shade_kinds(ax, [0.0, 0.5, 1.0], ["embed", "msa", "downsample"])
     assert len(ax.patches) == 2
+
+
+def test_old_names_delegate_with_a_deprecation_warning():
+    import importlib
+
+    import fastvit_analysis.landscape.plot as old_landscape
+
+    with pytest.warns(DeprecationWarning, match="fastvit_analysis.plot.landscape"):
+        importlib.reload(old_landscape)
+    assert old_landscape.plot_contour is plot.landscape.contour
+    from fastvit_analysis.curvature import plot_density, plot_max_eigenvalue_spectrum
+
+    with pytest.warns(DeprecationWarning, match="plot.curvature.max_eigen"):
+        fig, (neg, pos) = plot_max_eigenvalue_spectrum(_mixed_spectrum(), bins=6)
+    assert neg.figure is fig
+    with pytest.warns(DeprecationWarning, match="plot.curvature.density"):
+        fig, ax = plot_density(cases()["HessianDensity"])
+    assert _bands(ax)
