@@ -121,6 +121,11 @@ class MaxEigenvalueSpectrum(Result):
         panels (`fastvit_analysis.plot.curvature.max_eigen`) -> (figure, (ax_negative, ax_positive))."""
         from ..plot.curvature import max_eigen
 
+        if kwargs.pop("color", None) is not None:
+            import warnings
+
+            warnings.warn("MaxEigenvalueSpectrum.plot: color= is deprecated and ignored (models take the shared "
+                          "colours of fastvit_analysis.plot.style)", DeprecationWarning, stacklevel=2)
         if axes is not None:
             kwargs.setdefault("summary", len(axes) == 4)
         fig = max_eigen({label: self} if label else self, ax=axes, **kwargs)
