@@ -85,7 +85,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
-_SUBMODULES = {"attention", "cli", "common", "curvature", "data", "features", "landscape", "models", "ops",
+_SUBMODULES = {"attention", "cli", "common", "curvature", "data", "features", "landscape", "models", "ops", "plot",
                "sweep", "training"}
 
 

@@ -240,7 +240,7 @@ def write_result_or_keep(path: Path, payload: dict[str, Any]) -> tuple[Path | No
 def save_figure(fig, out: Path, stem: str) -> list[str]:
     """Save `fig` as OUT/stem.png and OUT/stem.pdf on rank 0 (each through a uniquely named temporary
     file, given the umask's mode); returns the file names written."""
-    import matplotlib.pyplot as plt
+    from ..plot.style import close
 
     names: list[str] = []
     try:
@@ -259,7 +259,7 @@ def save_figure(fig, out: Path, stem: str) -> list[str]:
                     raise
                 names.append(target.name)
     finally:
-        plt.close(fig)
+        close(fig)
     return names
 
 

@@ -87,14 +87,14 @@ def finish(args, out: Path, analysis: str, result: Any, summary: dict, plot: dic
         "provenance": common.provenance(args, device=device, num_samples=num_samples),
     }
     if common.is_rank_zero():
-        from . import plots
+        from ..plot import FIGURES
 
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, (list, dict)))
         figure_error = None
-        draw = plots.FIGURES.get(analysis)
-        if draw is not None and plot:
+        draw = FIGURES.get(analysis)
+        if draw is not None and hasattr(result, "to_dict"):
             try:
-                payload["figures"] = common.save_figure(draw([(label, plot)], **(figure_kwargs or {})), out,
+                payload["figures"] = common.save_figure(draw({label: result}, **(figure_kwargs or {})), out,
                                                         analysis)
             except OSError as e:  # the numbers matter more than the picture: still write the JSON
                 figure_error = f"could not write the figure into {out} ({e.strerror or e})"
@@ -213,8 +213,6 @@ def run_hessian(args: argparse.Namespace) -> int:
         summary["curvature"] = curvature
     summary["world_size"] = world
     finish(args, out, name, result, summary, plot, time.perf_counter() - start)
-    if name == "block_spectra" and common.is_rank_zero():
-        common.save_figure(result.plot(), out, name)  # the library's figure (no CLI drawing code)
     return 0
 
 

@@ -1,8 +1,9 @@
 """`fastvit-analysis report`: one self-contained report.html from an output directory.
 
 Reads every result JSON written by the subcommands in OUT and in its subfolders (one per model),
-draws side-by-side comparison figures from their `plot` data, embeds every figure as base64 PNG,
-tabulates the key numbers, and links only to files that exist. Does not import torch.
+rebuilds each "result" into the library's result object (`load_result`) and draws the side-by-side
+comparison figures with the library's figure layer (`fastvit_analysis.plot`), embeds every figure as
+base64 PNG, tabulates the key numbers, and links only to files that exist.
 
 Example:
     >>> from fastvit_analysis.cli.report import write_report
@@ -123,20 +124,46 @@ def _link(path: Path, base: Path, text: str) -> str:
     return f'<a href="{html.escape(Path(rel).as_posix())}">{html.escape(text)}</a>'
 
 
-def _compare_figure(analysis: str, entries: list[tuple[str, dict]], fig_dir: Path,
-                    payloads: list[dict]) -> Path | None:
-    """Draw the side-by-side figure of several models; None when it cannot be drawn."""
-    from . import plots
+# the "type" of results written before to_dict() recorded one
+ANALYSIS_TYPES = {"shape_bias": "ShapeBiasResult"}
 
-    draw = plots.FIGURES.get(analysis)
-    if draw is None or not entries:
+
+def _results_of(analysis: str, items: list[tuple[Path, dict]]) -> dict[str, Any]:
+    """{model label: result object} rebuilt from each payload's "result" (its `to_dict()`); payloads
+    without one, or that do not rebuild, are left out with a line saying so."""
+    from ..common.results import load_result
+
+    results: dict[str, Any] = {}
+    for path, payload in items:
+        data = payload.get("result")
+        if not isinstance(data, dict) or not data:
+            continue
+        label = str(payload.get("model", path.parent.name))
+        if label in results:
+            label = f"{label} ({path.parent.name})"
+        try:
+            results[label] = load_result(data, kind=ANALYSIS_TYPES.get(analysis))
+        except Exception as exc:  # one malformed result must not cost the whole report
+            print(f"report: could not read the {analysis} result of {path} ({type(exc).__name__}: {exc})")
+    return results
+
+
+def _compare_figure(analysis: str, items: list[tuple[Path, dict]], fig_dir: Path) -> Path | None:
+    """Draw the side-by-side figure of the models in `items` with the library's figure layer
+    (`fastvit_analysis.plot.FIGURES`); None when fewer than two results can be drawn."""
+    from ..plot import FIGURES
+    from ..plot.style import close
+
+    draw = FIGURES.get(analysis)
+    results = _results_of(analysis, items) if draw is not None else {}
+    if len(results) < 2:
         return None
     kwargs = {}
     if analysis == "landscape":
-        clip = [p.get("settings", {}).get("clip") for p in payloads]
+        clip = [p.get("settings", {}).get("clip") for _, p in items]
         kwargs["clip"] = next((c for c in clip if isinstance(c, (int, float))), 42.0)
     try:
-        fig = draw(entries, **kwargs)
+        fig = draw(results, **kwargs)
     except Exception as exc:  # one malformed result must not cost the whole report
         print(f"report: could not draw the {analysis} comparison ({type(exc).__name__}: {exc})")
         return None
@@ -144,9 +171,7 @@ def _compare_figure(analysis: str, entries: list[tuple[str, dict]], fig_dir: Pat
     png = fig_dir / f"compare_{analysis}.png"
     fig.savefig(png, dpi=110, bbox_inches="tight")
     fig.savefig(fig_dir / f"compare_{analysis}.pdf", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    close(fig)
     return png
 
 
@@ -200,90 +225,114 @@ def claims_table(root: Path, base: Path) -> str:
     return "".join(out)
 
 
+def _header(title: str, root: Path, results: list, models: list[str]) -> str:
+    text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p class='note'>Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from "
+            f"<code>{html.escape(str(root))}</code>: {len(results)} result files, models: "
+            f"{html.escape(', '.join(models) or 'none')}.</p>")
+    if not results:
+        text += ("<p>No results found. Run an analysis first, e.g. "
+                 "<code>fastvit-analysis fourier --model demo_resnet --out DIR</code>.</p>")
+    return text
+
+
+def _glance_table(by_analysis: dict[str, list[tuple[Path, dict]]], models: list[str]) -> str:
+    """The paper's contrasts side by side: one row per model, one column per HEADLINE number found."""
+    columns = [(a, k, t) for a, k, t in HEADLINE
+               if any(k in p.get("summary", {}) for _, p in by_analysis.get(a, []))]
+    if not columns:
+        return ""
+
+    def cell(label: str, analysis: str, key: str) -> str:
+        value = next((p["summary"].get(key) for _, p in by_analysis.get(analysis, [])
+                      if str(p.get("model")) == label and isinstance(p.get("summary"), dict)), None)
+        return f"<td>{_fmt(value)}</td>"
+
+    rows = "".join(f"<tr><td>{html.escape(label)}</td>" + "".join(cell(label, a, k) for a, k, _ in columns)
+                   + "</tr>" for label in models)
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, _, t in columns)
+    return f"<h2>At a glance</h2><table><tr><th>model</th>{head}</tr>{rows}</table>"
+
+
+def _model_figure(analysis: str, path: Path, payload: dict, base: Path) -> str:
+    """One model's own figure(s) of an analysis, with links to its JSON and to the other formats."""
+    label = str(payload.get("model", "?"))
+    links = [_link(path, base, "JSON")]
+    imgs = []
+    for name in payload.get("figures", []) or []:
+        fig_path = path.parent / name
+        if name.endswith(".png") and fig_path.is_file():
+            imgs.append(_img(fig_path, f"{analysis} {label}"))
+        elif fig_path.is_file():
+            links.append(_link(fig_path, base, Path(name).suffix.lstrip(".").upper()))
+    seconds = payload.get("seconds")
+    note = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    return (f"<figure>{''.join(imgs)}<figcaption>{html.escape(label)}{note} · "
+            f"{' · '.join(link for link in links if link)}</figcaption></figure>")
+
+
+def _analysis_section(analysis: str, heading: str, text: str, items: list[tuple[Path, dict]],
+                      fig_dir: Path, base: Path) -> str:
+    """Heading, the comparison figure of all models, the summary table and each model's figures."""
+    parts = [f"<h2 id='{html.escape(analysis)}'>{html.escape(heading)}</h2><p>{html.escape(text)}</p>"]
+    png = _compare_figure(analysis, items, fig_dir)
+    if png is not None:
+        parts.append("<figure>" + _img(png, f"{analysis} comparison") + "<figcaption>All models. "
+                     + _link(png.with_suffix(".pdf"), base, "PDF") + "</figcaption></figure>")
+    parts.append(_table([(str(p.get("model", "?")), p.get("summary", {}) or {}) for _, p in items]))
+    parts.append("<div class='models'>" + "".join(_model_figure(analysis, path, p, base) for path, p in items)
+                 + "</div>")
+    return "".join(parts)
+
+
+def _runtime_section(demo: list[tuple[Path, dict]], base: Path) -> str:
+    """The stages of the last demo run with their budgets and times."""
+    if not demo:
+        return ""
+    path, payload = demo[-1]
+    rows = "".join(f"<tr><td>{html.escape(str(s.get('stage')))}</td><td>{html.escape(str(s.get('model', '')))}"
+                   f"</td><td>{_fmt(s.get('budget_s'))}</td><td>{_fmt(s.get('seconds'))}</td>"
+                   f"<td>{html.escape(str(s.get('status', '')))}</td></tr>" for s in payload.get("stages", []))
+    out = ("<h2>Run time</h2><table><tr><th>stage</th><th>model</th><th>budget (s)</th>"
+           f"<th>took (s)</th><th>status</th></tr>{rows}</table>")
+    total = payload.get("total_seconds")
+    if isinstance(total, (int, float)):
+        out += f"<p>Total: {total / 60:.1f} min. {_link(path, base, 'demo.json')}</p>"
+    return out
+
+
+def _unreadable_section(unreadable: list[tuple[Path, str]], root: Path) -> str:
+    """The JSON files under OUT that could not be read (named, not linked), so that nothing is missing silently."""
+    if not unreadable:
+        return ""
+    rows = "".join(f"<li><code>{html.escape(str(p.relative_to(root) if p.is_relative_to(root) else p))}</code>: "
+                   f"{html.escape(reason)}</li>" for p, reason in unreadable)
+    return f"<h2>Files that could not be read</h2><ul class='note'>{rows}</ul>"
+
+
+def _sections(by_analysis: dict[str, list[tuple[Path, dict]]]) -> list[tuple[str, str, str]]:
+    """(analysis, heading, text) in the report's order: SECTIONS first, then any other analysis found."""
+    known = {s[0] for s in SECTIONS}
+    return ([s for s in SECTIONS if by_analysis.get(s[0])]
+            + [(a, a, "") for a in by_analysis if a not in known | {"demo"}])
+
+
 def build_html(root: Path, html_path: Path, title: str) -> tuple[str, int]:
-    results = find_results(root)
+    """The report's HTML and the number of result files: header, claims table, at-a-glance table, one
+    section per analysis, run time, unreadable files."""
+    unreadable: list[tuple[Path, str]] = []
+    results = find_results(root, unreadable=unreadable)
     base = html_path.parent
-    fig_dir = root / "report_figures"
     by_analysis: dict[str, list[tuple[Path, dict]]] = {}
     for path, payload in results:
         by_analysis.setdefault(payload["analysis"], []).append((path, payload))
-    models: list[str] = []
-    for _, payload in results:
-        label = str(payload.get("model", "?"))
-        if label not in models and payload["analysis"] != "demo":
-            models.append(label)
-
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='note'>Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from "
-             f"<code>{html.escape(str(root))}</code>: {len(results)} result files, models: "
-             f"{html.escape(', '.join(models) or 'none')}.</p>"]
-    if not results:
-        parts.append("<p>No results found. Run an analysis first, e.g. "
-                     "<code>fastvit-analysis fourier --model demo_resnet --out DIR</code>.</p>")
-
-    parts.append(claims_table(root, base))
-
-    # headline table: the paper's contrasts side by side
-    headline_cols = [(a, k, t) for a, k, t in HEADLINE if any(k in p.get("summary", {}) for _, p in by_analysis.get(a, []))]
-    if headline_cols:
-        parts.append("<h2>At a glance</h2><table><tr><th>model</th>"
-                     + "".join(f"<th>{html.escape(t)}</th>" for _, _, t in headline_cols) + "</tr>")
-        for label in models:
-            cells = []
-            for analysis, key, _ in headline_cols:
-                value = next((p["summary"].get(key) for _, p in by_analysis.get(analysis, [])
-                              if str(p.get("model")) == label and isinstance(p.get("summary"), dict)), None)
-                cells.append(f"<td>{_fmt(value)}</td>")
-            parts.append(f"<tr><td>{html.escape(label)}</td>{''.join(cells)}</tr>")
-        parts.append("</table>")
-
-    for analysis, heading, text in SECTIONS + [(a, a, "") for a in by_analysis
-                                              if a not in {s[0] for s in SECTIONS} | {"demo"}]:
-        items = by_analysis.get(analysis)
-        if not items:
-            continue
-        parts.append(f"<h2 id='{html.escape(analysis)}'>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
-        entries = [(str(p.get("model", path.parent.name)), p["plot"]) for path, p in items
-                   if isinstance(p.get("plot"), dict) and p["plot"]]
-        if len(entries) > 1:
-            png = _compare_figure(analysis, entries, fig_dir, [p for _, p in items])
-            if png is not None:
-                parts.append("<figure>" + _img(png, f"{analysis} comparison") + "<figcaption>All models. "
-                             + _link(png.with_suffix(".pdf"), base, "PDF") + "</figcaption></figure>")
-        parts.append(_table([(str(p.get("model", "?")), p.get("summary", {}) or {}) for _, p in items]))
-        parts.append("<div class='models'>")
-        for path, payload in items:
-            label = str(payload.get("model", "?"))
-            links = [_link(path, base, "JSON")]
-            imgs = []
-            for name in payload.get("figures", []) or []:
-                fig_path = path.parent / name
-                if name.endswith(".png") and fig_path.is_file():
-                    imgs.append(_img(fig_path, f"{analysis} {label}"))
-                elif fig_path.is_file():
-                    links.append(_link(fig_path, base, Path(name).suffix.lstrip(".").upper()))
-            seconds = payload.get("seconds")
-            note = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-            parts.append(f"<figure>{''.join(imgs)}<figcaption>{html.escape(label)}{note} · "
-                         f"{' · '.join(l for l in links if l)}</figcaption></figure>")
-        parts.append("</div>")
-
-    demo = by_analysis.get("demo")
-    if demo:
-        path, payload = demo[-1]
-        stages = payload.get("stages", [])
-        parts.append("<h2>Run time</h2><table><tr><th>stage</th><th>model</th><th>budget (s)</th>"
-                     "<th>took (s)</th><th>status</th></tr>")
-        for s in stages:
-            parts.append(f"<tr><td>{html.escape(str(s.get('stage')))}</td><td>{html.escape(str(s.get('model', '')))}"
-                         f"</td><td>{_fmt(s.get('budget_s'))}</td><td>{_fmt(s.get('seconds'))}</td>"
-                         f"<td>{html.escape(str(s.get('status', '')))}</td></tr>")
-        parts.append("</table>")
-        total = payload.get("total_seconds")
-        if isinstance(total, (int, float)):
-            parts.append(f"<p>Total: {total / 60:.1f} min. {_link(path, base, 'demo.json')}</p>")
-    parts.append("</body></html>")
+    models = list(dict.fromkeys(str(p.get("model", "?")) for _, p in results if p["analysis"] != "demo"))
+    parts = [_header(title, root, results, models), claims_table(root, base), _glance_table(by_analysis, models)]
+    parts += [_analysis_section(a, heading, text, by_analysis[a], root / "report_figures", base)
+              for a, heading, text in _sections(by_analysis)]
+    parts += [_runtime_section(by_analysis.get("demo", []), base), _unreadable_section(unreadable, root),
+              "</body></html>"]
     return "".join(parts), len(results)
 
 

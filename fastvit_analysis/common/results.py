@@ -7,9 +7,12 @@ replaced atomically via a uniquely named temporary file in the same folder.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import torch
 
 from .jsonio import atomic_write_bytes, atomic_write_text, default_file_mode, read_json, unique_temp_path
 
-__all__ = ["to_jsonable", "nan_for_none", "Result", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["to_jsonable", "nan_for_none", "Result", "load_result", "atomic_write_bytes", "atomic_write_text",
            "default_file_mode", "read_json", "unique_temp_path"]
 
 
@@ -89,3 +92,99 @@ class Result:
             payload["provenance"] = environment()
         atomic_write_text(path, json.dumps(payload, indent=2))
         return Path(path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Rebuild the result from its `to_dict()`: each field from its entry, converted by the field's
+        annotation (tensors and arrays from nested lists, null -> NaN in float fields via `nan_for_none`,
+        nested results and Estimates by their own `from_dict`). Derived entries ("type", "summary") are
+        recomputed, not read; fields left out of `to_dict()` get their default (None without one).
+
+        Example:
+            >>> from fastvit_analysis.curvature.trace import HessianTrace
+            >>> r = HessianTrace(10.0, float("nan"), 30, 30, "hutchinson", 100)
+            >>> HessianTrace.from_dict(r.to_dict()).stderr
+            nan
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"data: expected the dict of {cls.__name__}.to_dict(), got {type(data).__name__}")
+        kind = data.get("type")
+        if kind is not None and kind != cls.__name__:
+            raise ValueError(f"data: holds a {kind}, not a {cls.__name__}")
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data and f.metadata.get("serialize", True):
+                values[f.name] = _from_jsonable(hints.get(f.name, Any), data[f.name])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if f.metadata.get("serialize", True):
+                    raise ValueError(f"data: {cls.__name__} needs the entry {f.name!r}")
+                values[f.name] = None
+        return cls(**values)
+
+
+# type name (the "type" entry of to_dict) -> module defining it; imported on first use by load_result
+_RESULT_MODULES = {
+    "HessianSpectrum": "fastvit_analysis.curvature.spectrum", "HessianTrace": "fastvit_analysis.curvature.trace",
+    "HessianDensity": "fastvit_analysis.curvature.density",
+    "MaxEigenvalueSpectrum": "fastvit_analysis.curvature.max_eigen",
+    "BlockSpectra": "fastvit_analysis.curvature.blocks", "LandscapeResult": "fastvit_analysis.landscape.grid",
+    "TrajectoryResult": "fastvit_analysis.landscape.trajectory", "FourierResult": "fastvit_analysis.features.fourier",
+    "VarianceResult": "fastvit_analysis.features.variance", "CKAResult": "fastvit_analysis.features.cka",
+    "NoiseRobustnessResult": "fastvit_analysis.features.noise",
+    "ShapeBiasResult": "fastvit_analysis.features.shape_bias", "TrainResult": "fastvit_analysis.training.result",
+    "ClaimsResult": "fastvit_analysis.claims",
+}
+
+
+def load_result(data: dict[str, Any], kind: str | None = None) -> Result:
+    """The result object of a `to_dict()` (e.g. the "result" entry of a CLI result JSON), its class named
+    by the dict's "type" entry or, for dicts without one, by `kind` (a class name of `_RESULT_MODULES`).
+
+    Example:
+        >>> from fastvit_analysis.curvature.trace import HessianTrace
+        >>> load_result(HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).to_dict()).value
+        10.0
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"data: expected a result dict, got {type(data).__name__}")
+    name = data.get("type", kind)
+    if name not in _RESULT_MODULES:
+        raise ValueError(f"data: unknown result type {name!r}; known: {sorted(_RESULT_MODULES)}")
+    cls = getattr(importlib.import_module(_RESULT_MODULES[name]), name)
+    return cls.from_dict(data)
+
+
+def _from_jsonable(hint: Any, value: Any) -> Any:
+    """`value` (as `to_jsonable` wrote it) converted back to the annotation `hint`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if value is None and len(rest) < len(args):
+            return None
+        return _from_jsonable(rest[0], value) if len(rest) == 1 else value
+    if hint is torch.Tensor:
+        return torch.from_numpy(_array(value))
+    if hint is np.ndarray:
+        return _array(value)
+    if hint is float:
+        return float(nan_for_none(value))
+    if value is None:
+        return None
+    if origin in (list, tuple) and args:
+        items = [_from_jsonable(args[0], v) for v in value]
+        return items if origin is list else tuple(items)
+    if origin is dict and len(args) == 2:
+        return {k: _from_jsonable(args[1], v) for k, v in value.items()}
+    if isinstance(hint, type) and hasattr(hint, "from_dict"):
+        return hint.from_dict(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        fields = typing.get_type_hints(hint)
+        return hint(**{k: _from_jsonable(fields.get(k, Any), v) for k, v in value.items() if k in fields})
+    return value
+
+
+def _array(value: Any) -> np.ndarray:
+    """Nested lists -> array: booleans stay bool, integers int64, floats (and null -> NaN) float64."""
+    arr = np.asarray(nan_for_none(value))
+    return arr.astype(np.float64) if arr.dtype.kind in "fO" or arr.size == 0 else arr

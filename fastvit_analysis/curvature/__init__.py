@@ -3,7 +3,7 @@
 Modules: operator (CurvatureOperator base; HessianOperator, GGNOperator, EmpiricalFisherOperator,
 MiniBatchHessians), krylov (flat-buffer vector work), lanczos
 (thick-restart Lanczos, batched), power (PyHessian's baseline), hutchpp (trace estimators),
-spectrum / trace / density / max_eigen / blocks (the public analyses), sharding, plot.
+spectrum / trace / density / max_eigen / blocks (the public analyses), sharding; figures in fastvit_analysis.plot.
 """
 from .blocks import BlockSpectra, block_spectra
 from .density import HessianDensity, hessian_density

@@ -105,10 +105,11 @@ class BlockSpectra(Result):
                 "trace_stderr": self.trace_stderr.tolist()}
 
     def plot(self, ax=None):
-        """One figure: top-k eigenvalues per block (markers) and the trace with its 95% interval."""
-        from .plot import plot_block_spectra
+        """One figure: top-k eigenvalues per block (markers) and the trace with its 95% interval
+        (`fastvit_analysis.plot.curvature.blocks`)."""
+        from ..plot.curvature import blocks
 
-        return plot_block_spectra(self, ax=ax)
+        return blocks(self, ax=ax)
 
 
 def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any = "auto", top_k: int = 3,

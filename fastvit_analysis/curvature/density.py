@@ -104,10 +104,13 @@ class HessianDensity(Result):
         second = float((self.weights * self.nodes ** 2).sum(-1).mean())
         return mean, second - mean ** 2
 
-    def plot(self, ax=None, **kwargs):
-        from .plot import plot_density
+    def plot(self, ax=None, *, label: str | None = None, **kwargs):
+        """The smoothed density with its band over probes (`fastvit_analysis.plot.curvature.density`)
+        -> (figure, ax)."""
+        from ..plot.curvature import density
 
-        return plot_density(self, ax=ax, **kwargs)
+        fig = density({label: self} if label else self, ax=ax, **kwargs)
+        return fig, ax if ax is not None else fig.axes[0]
 
 
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,

@@ -116,11 +116,20 @@ class MaxEigenvalueSpectrum(Result):
                 out[f"quantile_{q:g}"] = Estimate(point, (float(lo), float(hi)), values.shape[0])
         return out
 
-    def plot(self, axes=None, **kwargs):
-        """The paper's two-panel density (negative and positive ranges); see curvature.plot."""
-        from .plot import plot_max_eigenvalue_spectrum
+    def plot(self, axes=None, *, label: str | None = None, **kwargs):
+        """The paper's two-panel density (negative and positive ranges) and, without `axes`, the summary
+        panels (`fastvit_analysis.plot.curvature.max_eigen`) -> (figure, (ax_negative, ax_positive))."""
+        from ..plot.curvature import max_eigen
 
-        return plot_max_eigenvalue_spectrum(self, axes=axes, **kwargs)
+        if kwargs.pop("color", None) is not None:
+            import warnings
+
+            warnings.warn("MaxEigenvalueSpectrum.plot: color= is deprecated and ignored (models take the shared "
+                          "colours of fastvit_analysis.plot.style)", DeprecationWarning, stacklevel=2)
+        if axes is not None:
+            kwargs.setdefault("summary", len(axes) == 4)
+        fig = max_eigen({label: self} if label else self, ax=axes, **kwargs)
+        return fig, (fig.axes[0], fig.axes[1]) if axes is None else (axes[0], axes[1])
 
 
 def _mini_batches(data: Any, batch_size: int, num_batches: int | None) -> tuple[Tensor, Tensor]:

@@ -45,6 +45,12 @@ class HessianSpectrum(Result):
     num_params: int
     eigenvectors: Tensor | None = field(default=None, metadata={"serialize": False})
 
+    def plot(self, **kwargs):
+        """Top eigenvalues with their residual intervals (`fastvit_analysis.plot.curvature.spectrum`) -> Figure."""
+        from ..plot.curvature import spectrum
+
+        return spectrum(self, **kwargs)
+
     def summary(self) -> dict[str, Estimate]:
         """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = n_hvp.
 

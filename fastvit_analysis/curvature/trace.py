@@ -38,6 +38,12 @@ class HessianTrace(Result):
     method: str
     num_params: int
 
+    def plot(self, **kwargs):
+        """The trace as a bar with its 95% interval (`fastvit_analysis.plot.curvature.trace`) -> Figure."""
+        from ..plot.curvature import trace
+
+        return trace(self, **kwargs)
+
     def summary(self) -> dict[str, Estimate]:
         """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (docs/methods.md §5).
 

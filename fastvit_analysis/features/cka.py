@@ -129,9 +129,10 @@ class CKAResult(Result):
         return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
     def plot(self, **kwargs):
-        from .plot import plot_cka
+        """Heat map of the matrix (`fastvit_analysis.plot.features.cka`) -> Figure."""
+        from ..plot.features import cka
 
-        return plot_cka(self, **kwargs)
+        return cka(self, **kwargs)
 
 
 MIN_BATCHES = 8  # fewer batches: NaN intervals (a percentile bootstrap over < 8 units is too coarse)

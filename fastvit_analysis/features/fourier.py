@@ -99,14 +99,16 @@ class FourierResult(Result):
         return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
     def plot(self, **kwargs):
-        from .plot import plot_fourier
+        """Δ log amplitude against frequency per latent (`fastvit_analysis.plot.features.fourier`) -> Figure."""
+        from ..plot.features import fourier
 
-        return plot_fourier(self, **kwargs)
+        return fourier(self, **kwargs)
 
     def plot_high_frequency(self, **kwargs):
-        from .plot import plot_high_frequency
+        """Δ at the highest frequency against depth (`fastvit_analysis.plot.features.high_frequency`)."""
+        from ..plot.features import high_frequency
 
-        return plot_high_frequency(self, **kwargs)
+        return high_frequency(self, **kwargs)
 
 
 def diagonal_frequencies(n: int) -> list[float]:

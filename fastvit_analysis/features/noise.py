@@ -178,10 +178,11 @@ class NoiseRobustnessResult(Result):
     def to_dict(self) -> dict[str, Any]:
         return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
-    def plot(self, **kwargs):
-        from .plot import plot_noise_robustness
+    def plot(self, *, label: str | None = None, **kwargs):
+        """ΔAcc against frequency with 95% error bars (`fastvit_analysis.plot.features.robustness`) -> Figure."""
+        from ..plot.features import robustness
 
-        return plot_noise_robustness(self, **kwargs)
+        return robustness({label: self} if label else self, **kwargs)
 
 
 def _batches_reiterable(data: Any) -> Any:

@@ -22,12 +22,13 @@ from torch import nn
 
 from ..common.intervals import Estimate, wilson_interval
 from ..common.modes import eval_mode
+from ..common.results import Result
 
 __all__ = ["ShapeBiasResult", "shape_bias"]
 
 
 @dataclasses.dataclass
-class ShapeBiasResult:
+class ShapeBiasResult(Result):
     """Counts of cue-conflict decisions: following the shape, the texture, or neither; `predictions` (N,)."""
 
     shape_decisions: int
@@ -38,6 +39,12 @@ class ShapeBiasResult:
     @property
     def n(self) -> int:
         return self.shape_decisions + self.texture_decisions + self.other_decisions
+
+    def plot(self, **kwargs):
+        """The shape bias as a bar with its Wilson 95% interval (`fastvit_analysis.plot.features.shape_bias`) -> Figure."""
+        from ..plot.features import shape_bias
+
+        return shape_bias(self, **kwargs)
 
     def summary(self) -> dict[str, Estimate]:
         """'shape bias' = shape / (shape + texture) decisions (Wilson over those decisions, a fraction);
@@ -51,7 +58,7 @@ class ShapeBiasResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape_decisions": self.shape_decisions, "texture_decisions": self.texture_decisions,
+        return {"type": type(self).__name__, "shape_decisions": self.shape_decisions, "texture_decisions": self.texture_decisions,
                 "other_decisions": self.other_decisions, "n": self.n, "predictions": list(self.predictions),
                 "summary": {k: v.to_dict() for k, v in self.summary().items()}}
 

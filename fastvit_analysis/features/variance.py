@@ -65,9 +65,10 @@ class VarianceResult(Result):
         return super().to_dict() | {"summary": estimates_to_dict(self.summary())}
 
     def plot(self, **kwargs):
-        from .plot import plot_variance
+        """Variance against depth with its band (`fastvit_analysis.plot.features.variance`) -> Figure."""
+        from ..plot.features import variance
 
-        return plot_variance(self, **kwargs)
+        return variance(self, **kwargs)
 
 
 def per_map_variance(z: Tensor, prefix_tokens: int = 0, *, backend: str | None = None) -> Tensor:

@@ -136,6 +136,12 @@ class LandscapeResult(Result):
                                   num_resamples=num_resamples, min_units=MIN_BATCHES)
         return ArrayEstimate(np.asarray(band.value).reshape(shape), np.asarray(band.ci95).reshape(*shape, 2), band.n)
 
+    def plot(self, **kwargs):
+        """3-D surface (2-D) or curve with its band (1-D), loss − min clipped at 42 (`fastvit_analysis.plot.landscape.landscape`) -> Figure."""
+        from ..plot.landscape import landscape
+
+        return landscape(self, **kwargs)
+
     def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
         """{"border_rise", "centre_loss", "centre_accuracy"} with 95% intervals (docs/methods.md §5).
 

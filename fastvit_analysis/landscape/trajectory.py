@@ -109,6 +109,12 @@ class TrajectoryResult(Result):
     landscape: LandscapeResult | None
     directions: list[Direction] = field(default_factory=list, repr=False, metadata={"serialize": False})
 
+    def plot(self, **kwargs):
+        """The path over the landscape's contour (`fastvit_analysis.plot.landscape.trajectory`) -> Figure."""
+        from ..plot.landscape import trajectory
+
+        return trajectory(self, **kwargs)
+
 
 _COLUMNS = 1 << 20  # parameters per slice: float64 work stays O(rows · _COLUMNS)
 

@@ -37,6 +37,12 @@ class TrainResult(Result):
     world_size: int = 1
     model: nn.Module | None = field(default=None, repr=False, metadata={"serialize": False})
 
+    def plot(self, **kwargs):
+        """Train loss and test accuracy per epoch (`fastvit_analysis.plot.training.curves`) -> Figure."""
+        from ..plot.training import curves
+
+        return curves(self, **kwargs)
+
     @property
     def final_metrics(self) -> dict[str, Any]:
         return dict(self.history[-1]) if self.history else {}

@@ -6,10 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import math
 
-from fastvit_analysis.cli import main, plots
+import numpy as np
+import pytest
+import torch
+
+from fastvit_analysis.cli import main
 from fastvit_analysis.cli.report import build_html, find_results, write_report
+from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+from fastvit_analysis.features.cka import CKAResult
+from fastvit_analysis.features.fourier import FourierResult
+from fastvit_analysis.features.noise import NoiseRobustnessResult
+from fastvit_analysis.features.variance import VarianceResult
+from fastvit_analysis.landscape.grid import LandscapeResult
+from fastvit_analysis.plot import FIGURES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,32 +31,42 @@ def _payload(analysis, model, plot, summary, figures=()):
             "figures": list(figures)}
 
 
+def _results(shift: float) -> dict:
+    """One small result object of each analysis the report compares (what the subcommands save under "result")."""
+    v = torch.tensor([[-0.5 + shift, 1.0], [2.0 + shift, 3.0]], dtype=torch.float64)
+    depth, names, kinds = [0.0, 0.5, 1.0], ["a", "b", "c"], ["embed", "msa", "conv"]
+    a = np.array([-1.0, 0.0, 1.0])
+    loss = np.array([[3, 2, 3], [2, 1 + shift, 2], [3, 2, np.nan]], dtype=float)
+    return {
+        "max_eigen": MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+                                           0.25, float(v[v > 0].mean()), 16, "LM", 10),
+        "fourier": FourierResult(names, kinds, depth, [[0.0, 1.5, 3.14]] * 3, [[0.0, -0.1, -0.2 - shift]] * 3,
+                                 [[0.0, -0.1, -0.2 - shift]] * 3),
+        "variance": VarianceResult(names, kinds, depth, [1.0, 0.5, 2.0 + shift]),
+        "landscape": LandscapeResult([a, a], loss, loss, np.full_like(loss, np.nan), np.zeros_like(loss)),
+        "cka": CKAResult(["a", "b"], ["a", "b"], ["conv", "msa"], ["conv", "msa"], [[1.0, 0.5], [0.5, 1.0]]),
+        "robustness": NoiseRobustnessResult([0.1 * math.pi, 0.5 * math.pi, 0.9 * math.pi],
+                                            [-1.0, -2.0, -3.0 - shift], [89.0, 88.0, 87.0 - shift], 90.0, 0.1,
+                                            0.2, 64),
+    }
+
+
 def _write_model(folder: Path, model: str, shift: float) -> None:
     folder.mkdir(parents=True)
-    depth = [0.0, 0.5, 1.0]
-    results = {
-        "max_eigen": ({"values": [-0.5 + shift, 1.0, 2.0 + shift, 3.0]},
-                      {"negative fraction": 0.25, "positive mean": 2.0 + shift}),
-        "fourier": ({"names": ["a", "b", "c"], "kinds": ["embed", "msa", "conv"], "depth": depth,
-                     "freqs": [[0.0, 1.5, 3.14]] * 3, "delta": [[0.0, -0.1, -0.2 - shift]] * 3,
-                     "high": [-0.2, -0.3, -0.4 - shift]},
-                    {"dlogamp at pi, last block": -0.4 - shift, "dlogamp at pi, mean": -0.3}),
-        "variance": ({"names": ["a", "b", "c"], "kinds": ["embed", "msa", "conv"], "depth": depth,
-                      "variance": [1.0, 0.5, 2.0 + shift]}, {"variance, last block": 2.0 + shift}),
-        "landscape": ({"dims": 2, "coords": [[-1, 0, 1], [-1, 0, 1]],
-                       "loss": [[3, 2, 3], [2, 1 + shift, 2], [3, 2, "nan"]], "accuracy": None},
-                      {"centre loss": 1.0 + shift}),
-        "cka": ({"matrix": [[1.0, 0.5], [0.5, 1.0]], "names_a": ["a", "b"], "names_b": ["a", "b"]},
-                {"mean CKA": 0.5}),
-        "robustness": ({"freqs_pi": [0.1, 0.5, 0.9], "delta_acc": [-1.0, -2.0, -3.0 - shift],
-                        "clean_accuracy": 0.9}, {"dAcc at highest freq": -3.0 - shift}),
+    summaries = {
+        "max_eigen": {"negative fraction": 0.25, "positive mean": 2.0 + shift},
+        "fourier": {"dlogamp at pi, last block": -0.4 - shift, "dlogamp at pi, mean": -0.3},
+        "variance": {"variance, last block": 2.0 + shift},
+        "landscape": {"centre loss": 1.0 + shift},
+        "cka": {"mean CKA": 0.5},
+        "robustness": {"dAcc at highest freq": -3.0 - shift},
     }
-    for analysis, (plot, summary) in results.items():
-        fig = plots.FIGURES[analysis]([(model, plot)])
+    for analysis, result in _results(shift).items():
+        fig = FIGURES[analysis]({model: result})
         fig.savefig(folder / f"{analysis}.png")
-        plots.plt.close(fig)
         # the PDF is listed but deliberately missing: the report must not link to it
-        payload = _payload(analysis, model, plot, summary, figures=[f"{analysis}.png", f"{analysis}.pdf"])
+        payload = _payload(analysis, model, {}, summaries[analysis], figures=[f"{analysis}.png", f"{analysis}.pdf"])
+        payload["result"] = result.to_dict()
         (folder / f"{analysis}.json").write_text(json.dumps(payload))
 
 
@@ -108,3 +129,12 @@ def test_report_subprocess(results_dir, tmp_path):
         if not ref.startswith("data:"):
             assert (tmp_path / "elsewhere" / ref).is_file(), ref
 
+
+
+def test_report_names_unreadable_files_and_compares_only_rebuilt_results(results_dir):
+    (results_dir / "vit" / "fourier.json").write_text(json.dumps(
+        _payload("fourier", "vit", {}, {"dlogamp at pi, mean": -0.3}) | {"result": {"type": "FourierResult"}}))
+    text, _ = build_html(results_dir, results_dir / "report.html", "t")
+    unreadable = text[text.index("Files that could not be read"):]
+    assert "broken.json" in unreadable and "notes.json" not in unreadable
+    assert "compare_fourier" not in text and "compare_variance" in text  # one fourier result left to draw

@@ -228,7 +228,7 @@ def _band_polygons(ax):
 def test_max_eigen_plot_shades_the_mini_batch_band_matching_a_direct_loop():
     import matplotlib
     matplotlib.use("Agg")
-    from fastvit_analysis.curvature.plot import histogram_band
+    from fastvit_analysis.plot.curvature import histogram_band
 
     rng = np.random.default_rng(0)
     values = rng.normal(0.3, 1.0, size=(20, 5))
@@ -250,7 +250,8 @@ def test_max_eigen_plot_shades_the_mini_batch_band_matching_a_direct_loop():
 def test_density_and_landscape_curve_plots_draw_bands(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
-    from fastvit_analysis.landscape.plot import plot_border_rise, plot_curve
+    from fastvit_analysis.plot.landscape import border_rise as plot_border_rise
+    from fastvit_analysis.plot.landscape import curve as plot_curve
 
     res = hessian_density(mlp(), CE, batch("mlp"), num_probes=3, steps=8, progress=False)
     fig, ax = res.plot()

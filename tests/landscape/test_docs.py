@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["fastvit_analysis.sweep", "fastvit_analysis.landscape.directions", "fastvit_analysis.landscape.grid",
-           "fastvit_analysis.landscape.trajectory", "fastvit_analysis.landscape.plot"]
+           "fastvit_analysis.landscape.trajectory", "fastvit_analysis.plot.landscape"]
 
 
 @pytest.mark.parametrize("name", MODULES)

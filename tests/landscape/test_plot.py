@@ -10,8 +10,11 @@ from torch import nn  # noqa: E402
 
 from fastvit_analysis import interpolate, loss_landscape, trajectory  # noqa: E402
 from fastvit_analysis.landscape.grid import LandscapeResult  # noqa: E402
-from fastvit_analysis.landscape.plot import (landscape_values, plot_contour, plot_curve,  # noqa: E402
-                                             plot_surface, plot_trajectory)
+from fastvit_analysis.plot.landscape import contour as plot_contour  # noqa: E402
+from fastvit_analysis.plot.landscape import curve as plot_curve  # noqa: E402
+from fastvit_analysis.plot.landscape import landscape_values  # noqa: E402
+from fastvit_analysis.plot.landscape import surface as plot_surface  # noqa: E402
+from fastvit_analysis.plot.landscape import trajectory as plot_trajectory  # noqa: E402
 
 
 def bowl():
