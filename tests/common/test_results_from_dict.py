@@ -6,7 +6,7 @@ import torch
 
 from fastvit_analysis.common.results import _RESULT_MODULES, load_result
 
-from _result_cases import cases, same
+from tests.result_cases import cases, same
 
 
 @pytest.mark.parametrize("name", sorted(_RESULT_MODULES))

@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 from fastvit_analysis import plot
 from fastvit_analysis.landscape.grid import LandscapeResult
 
-from _result_cases import cases
+from tests.result_cases import cases
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _mixed_spectrum():
