@@ -26,7 +26,7 @@ from typing import Any
 
 from .demo import (HIGH_FREQS, RESULT_FILE, _common_argv, _forget_points, _fresh, _read, _run_command, _settings_for,
                    analysis_argv, claims_text, run_shape_bias, shape_bias_settings, write_claims)
-from .main import CLIError
+from .errors import CLIError
 
 STAGES = ["train", "max_eigen_warmup", "max_eigen", "landscape", "fourier", "variance", "cka", "robustness",
           "shape_bias", "claims"]
