@@ -92,17 +92,17 @@ def _run(rows: list, backend: str, check: str, case: str, tol: float, fn: Callab
 
 # ----------------------------------------------------------------------------- backends
 def available_backends() -> dict:
-    from .ops import _extension
+    from .ops import extension_error, has_kernel_for, load_extension
 
     found = {"eager": "yes"}
-    loaded = _extension.load_extension()
-    why = "" if loaded else f" ({type(_extension.extension_error()).__name__})"
-    found["compiled CPU ext"] = "yes" if loaded and _extension.has_kernel_for("feature_moments", torch.device("cpu")) \
+    loaded = load_extension()
+    why = "" if loaded else f" ({type(extension_error()).__name__})"
+    found["compiled CPU ext"] = "yes" if loaded and has_kernel_for("feature_moments", torch.device("cpu")) \
         else f"no{why}"
     if not torch.cuda.is_available():
         found["CUDA ext"] = "no (no CUDA device)"
     else:
-        found["CUDA ext"] = "yes" if loaded and _extension.has_kernel_for("feature_moments", torch.device("cuda")) \
+        found["CUDA ext"] = "yes" if loaded and has_kernel_for("feature_moments", torch.device("cuda")) \
             else "no (CPU-only build: CUDA tensors use torch)"
     try:
         import triton  # noqa: F401

@@ -106,7 +106,7 @@ def test_smoke_matrix_covers_every_kernel_target_and_corner():
 def test_every_kernel_autotunes_over_the_config_list_with_its_pruner():
     from kernels import attention_bwd, attention_fwd
 
-    for tuned, name in ((attention_fwd._attention_fwd_kernel, "fwd"), (attention_bwd._bwd_kv_kernel, "bwd_kv"),
-                        (attention_bwd._bwd_q_kernel, "bwd_q")):
+    for tuned, name in ((attention_fwd.attention_fwd_kernel, "fwd"), (attention_bwd.bwd_kv_kernel, "bwd_kv"),
+                        (attention_bwd.bwd_q_kernel, "bwd_q")):
         assert tuned.early_config_prune.__name__ == f"early_config_prune_{name}"
         assert [c.kwargs for c in tuned.configs] == [c.kwargs for c in ac.CONFIGS]
