@@ -5,8 +5,11 @@ Where a result carries 95% intervals (docs/methods.md §5) they are drawn as ban
 frequency) or error bars (ΔAcc); intervals that are NaN (too few batches) leave no band.
 
 Example:
-    >>> fig = plot_variance(variance_analysis(model, loader))  # doctest: +SKIP
-    >>> fig.savefig("variance.png")  # doctest: +SKIP
+    >>> import io, timm, torch
+    >>> from fastvit_analysis import variance_analysis
+    >>> net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1])
+    >>> fig = plot_variance(variance_analysis(net, (torch.randn(4, 3, 32, 32), torch.zeros(4)), progress=False))
+    >>> fig.savefig(io.BytesIO(), format="png")
 """
 from __future__ import annotations
 
