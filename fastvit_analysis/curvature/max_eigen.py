@@ -172,9 +172,9 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             (those of the previous chunk, plus the mini-batch's own seeded random vector) and solve by
             Rayleigh-Ritz with explicit residuals (curvature.warm); False: thick-restart Lanczos from a
             random vector each. Both stop at the same criterion, residual <= tol·|λ|max, so the
-            eigenvalues agree to tol. Default False, what measured fastest: warm starts save 15-19% of
-            the products on a trained CNN but not the time at batches_per_pass=8, and cost more
-            products on untrained nets (bench/bench_curvature.py::test_max_eigen_warm_vs_cold). A warm
+            eigenvalues agree to tol. Default False: warm starts save some products on a trained net but
+            not time at the default batches_per_pass, and cost products on untrained nets (the figures:
+            bench/bench_curvature.py::test_max_eigen_warm_vs_cold, bench/results/README.md). A warm
             chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.

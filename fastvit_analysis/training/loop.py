@@ -204,8 +204,8 @@ def train(model: nn.Module | str, train_data: Any, *, test_data: Any = None, epo
         max_minutes: stop after the epoch during which this wall-clock budget runs out.
         seed: seeds shuffling, augmentation, Mixup and DropPath per epoch (a resumed run reproduces an
             uninterrupted one on CPU). The caller's global RNG states are restored on return.
-        channels_last: train in channels-last memory format (about 2× faster convolutions on CPU); the model
-            is returned in the default format.
+        channels_last: train in channels-last memory format (for faster convolutions on CPU; no stored
+            measurement, see bench/results/README.md); the model is returned in the default format.
 
     Returns:
         TrainResult with per-epoch history (accuracies in percent) and the trained model (eval mode).
