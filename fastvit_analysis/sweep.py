@@ -24,10 +24,9 @@ import hashlib
 import json
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
-
-from contextlib import ExitStack
 
 from .common.distributed import all_gather, barrier, broadcast_from_rank0, world_size
 from .common.distributed import rank as get_rank

@@ -76,14 +76,16 @@ def _run_compile_checks(*flags: str) -> None:
 
 
 @pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 "
+                           "(.ci/run sets it; 'all' = every config)")
 @pytest.mark.skipif(not _have_triton_cuda_backend(), reason="triton has no CUDA backend installed")
 def test_triton_kernels_compile_aot_within_shared_memory():
     _run_compile_checks("--no-cuda", *([] if os.environ["FASTVIT_COMPILE_CHECKS"] == "all" else ["--smoke"]))
 
 
 @pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 "
+                           "(.ci/run sets it; 'all' = every config)")
 def test_cuda_sources_compile_without_spills():
     from tools import compile_checks as cc
 

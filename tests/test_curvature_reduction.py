@@ -8,14 +8,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_curvature_models import batch, dense_hessian, mlp, single_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
-from fastvit_analysis import (HessianOperator, hessian_density, hessian_spectrum, hessian_trace,
-                              loss_landscape, max_eigenvalue_spectrum)
+from fastvit_analysis import (
+    HessianOperator,
+    hessian_density,
+    hessian_spectrum,
+    hessian_trace,
+    loss_landscape,
+    max_eigenvalue_spectrum,
+)
 from fastvit_analysis.curvature.hutchpp import hutchinson
 from fastvit_analysis.curvature.lanczos import lanczos_eigsh
 from fastvit_analysis.curvature.power import power_iteration
-from test_curvature_models import batch, dense_hessian, mlp, single_thread  # noqa: F401 (autouse fixture)
 
 SUM = nn.CrossEntropyLoss(reduction="sum")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
+from test_curvature_models import batch, dense_hessian, mlp, single_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
 from fastvit_analysis import max_eigenvalue_spectrum
 from fastvit_analysis.curvature.operator import HessianOperator, MiniBatchHessians
 from fastvit_analysis.curvature.warm import residual_eigsh
-from test_curvature_models import batch, dense_hessian, mlp, single_thread  # noqa: F401 (autouse fixture)
 
 CE = nn.CrossEntropyLoss()
 

@@ -20,8 +20,17 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import PROG, CLIError, print_error
-from .parser import (DATA_HELP, MODEL_HELP, build_parser, cka_batch, frequency, nonnegative_float, positive_float,
-                     positive_int, steps_type)
+from .parser import (
+    DATA_HELP,
+    MODEL_HELP,
+    build_parser,
+    cka_batch,
+    frequency,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    steps_type,
+)
 
 __all__ = ["main", "build_parser", "CLIError", "PROG", "DATA_HELP", "MODEL_HELP", "positive_int",
            "nonnegative_float", "positive_float", "frequency", "steps_type", "cka_batch"]
