@@ -144,6 +144,7 @@ def _attention_flops(batch, heads, n, d, mode):
 @pytest.mark.parametrize("impl", ["sdpa_flash", "fused"])
 def test_attention_tflops_gpu(benchmark, impl, mode, n, dtype):
     import torch.nn.functional as F
+
     from fastvit_analysis.attention.fused import fused_attention
     batch, heads, d = max(1, 16384 // n), 12, 64
     q, k, v = (torch.randn(batch, heads, n, d, device="cuda", dtype=dtype, requires_grad=True)

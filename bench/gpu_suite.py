@@ -363,7 +363,8 @@ def run_suite(*, device: str | None = None, tiny: bool = False, sections=None, o
     result["seconds"] = time.perf_counter() - start
     path = Path(out) if out else RESULTS / f"gpu_suite-{result['device']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
+    path.write_text(json.dumps(result, indent=2,
+                               default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
     print(f"gpu_suite: wrote {path} in {result['seconds']:.0f} s", flush=True)
     return result
 

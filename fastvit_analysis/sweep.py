@@ -24,10 +24,9 @@ import hashlib
 import json
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
-
-from contextlib import ExitStack
 
 from .common.distributed import all_gather, barrier, broadcast_from_rank0, world_size
 from .common.distributed import rank as get_rank
@@ -173,37 +172,85 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
 def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progress, fingerprint):
     rank, world = get_rank(), world_size()
     points = list(points)
+    keys = _unique_keys(points)
+    done: dict[str, PointResult] = {}
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _prepare_on_rank0(out_dir, _sweep_meta(keys, meta, fingerprint), resume, rank)
+        done = _finished_points(out_dir, keys, resume, rank, desc)
+    todo = [i for i, k in enumerate(keys) if k not in done]
+    new, failure = _evaluate_share(evaluate, points, keys, todo, rank=rank, world=world, chunk_size=chunk_size,
+                                   out_dir=out_dir, desc=desc, progress=progress)
+    done.update(_gather_results(new, failure, world))
+    return [done[k] for k in keys]
+
+
+def _unique_keys(points: list[Any]) -> list[str]:
     keys = [_key(p) for p in points]
     if len(set(keys)) != len(keys):
         raise ValueError("points must be unique")
-    out_dir = Path(out) if out is not None else None
-    done: dict[str, PointResult] = {}
-    if out_dir is not None:
-        full_meta = {"format": _FORMAT, "points": len(keys),
-                     "points_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(), **(meta or {})}
-        if fingerprint is not None:
-            full_meta["fingerprint"] = fingerprint
-        error = None
-        if rank == 0:
-            try:
-                _prepare_out(out_dir, full_meta, resume)
-            except (ValueError, OSError) as e:
-                error = e
-        # Every rank learns whether rank 0's check passed, so no rank is left waiting in a collective.
-        error_text = broadcast_from_rank0(None if error is None else f"{type(error).__name__}: {error}")
-        if error is not None:
-            raise error
-        if error_text is not None:
-            raise ValueError(f"rank 0 could not prepare out={str(out_dir)!r}: {error_text}")
-        done = load_done(out_dir) if resume else {}
-        reused = sum(k in done for k in keys)
-        if rank == 0 and reused:
-            print(f"{desc}: {reused}/{len(keys)} points reused from {out_dir}, computing {len(keys) - reused}",
-                  file=sys.stderr, flush=True)
-        # Nobody writes before every rank has read, so all ranks agree on what is missing.
-        barrier()
+    return keys
 
-    todo = [i for i, k in enumerate(keys) if k not in done]
+
+def _sweep_meta(keys: list[str], meta: dict[str, Any] | None, fingerprint: dict[str, Any] | None) -> dict[str, Any]:
+    """What `out/meta.json` records: the format, the points (count and hash), the caller's meta and fingerprint."""
+    full_meta = {"format": _FORMAT, "points": len(keys),
+                 "points_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(), **(meta or {})}
+    if fingerprint is not None:
+        full_meta["fingerprint"] = fingerprint
+    return full_meta
+
+
+def _prepare_on_rank0(out_dir: Path, full_meta: dict[str, Any], resume: bool, rank: int) -> None:
+    """Rank 0 clears (no resume) and checks `out_dir`; every rank raises if that failed."""
+    error = None
+    if rank == 0:
+        try:
+            _prepare_out(out_dir, full_meta, resume)
+        except (ValueError, OSError) as e:
+            error = e
+    # Every rank learns whether rank 0's check passed, so no rank is left waiting in a collective.
+    error_text = broadcast_from_rank0(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if error_text is not None:
+        raise ValueError(f"rank 0 could not prepare out={str(out_dir)!r}: {error_text}")
+
+
+def _finished_points(out_dir: Path, keys: list[str], resume: bool, rank: int, desc: str) -> dict[str, PointResult]:
+    """The results already in `out_dir` (none without resume), read by every rank before any writes."""
+    done = load_done(out_dir) if resume else {}
+    reused = sum(k in done for k in keys)
+    if rank == 0 and reused:
+        print(f"{desc}: {reused}/{len(keys)} points reused from {out_dir}, computing {len(keys) - reused}",
+              file=sys.stderr, flush=True)
+    # Nobody writes before every rank has read, so all ranks agree on what is missing.
+    barrier()
+    return done
+
+
+def _evaluate_chunk(evaluate, points: list[Any], keys: list[str], idx: list[int]) -> dict[str, PointResult]:
+    """`evaluate` on the points `idx`: key -> JSON-safe result, in the order of `idx`."""
+    results = evaluate([points[i] for i in idx])
+    if not isinstance(results, (list, tuple)) or len(results) != len(idx):
+        n = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
+        raise ValueError(f"evaluate returned {n} results for {len(idx)} points; expected a list "
+                         f"with one dict per point")
+    return {keys[i]: to_jsonable(res) for i, res in zip(idx, results)}
+
+
+def _append_durably(log, chunk: dict[str, PointResult]) -> None:
+    log.write("".join(json.dumps({"key": key, "result": res}) + "\n" for key, res in chunk.items()))
+    log.flush()
+    os.fsync(log.fileno())
+
+
+def _evaluate_share(evaluate, points: list[Any], keys: list[str], todo: list[int], *, rank: int, world: int,
+                    chunk_size: int, out_dir: Path | None, desc: str, progress: bool):
+    """This rank's share of `todo` (every world-th point), in chunks, each written to its log as it finishes.
+
+    Returns (new results by key, the exception that stopped it or None): the caller tells the other ranks
+    before raising it."""
     mine = todo[rank::world]
     new: dict[str, PointResult] = {}
     failure: BaseException | None = None
@@ -212,31 +259,26 @@ def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progres
     try:
         for start in range(0, len(mine), chunk_size):
             idx = mine[start:start + chunk_size]
-            results = evaluate([points[i] for i in idx])
-            if not isinstance(results, (list, tuple)) or len(results) != len(idx):
-                n = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
-                raise ValueError(f"evaluate returned {n} results for {len(idx)} points; expected a list "
-                                 f"with one dict per point")
-            lines = []
-            for i, res in zip(idx, results):
-                res = to_jsonable(res)
-                new[keys[i]] = res
-                lines.append(json.dumps({"key": keys[i], "result": res}) + "\n")
+            chunk = _evaluate_chunk(evaluate, points, keys, idx)
+            new.update(chunk)
             if log is not None:
-                log.write("".join(lines))
-                log.flush()
-                os.fsync(log.fileno())
+                _append_durably(log, chunk)
             bar.update(min(len(idx) * world, len(todo) - bar.n))
-    except BaseException as e:  # noqa: BLE001 - re-raised below, after telling the other ranks
+    except BaseException as e:  # noqa: BLE001 - re-raised by _gather_results, after telling the other ranks
         failure = e
     finally:
         bar.close()
         if log is not None:
             log.close()
+    return new, failure
 
+
+def _gather_results(new: dict[str, PointResult], failure: BaseException | None,
+                    world: int) -> dict[str, PointResult]:
+    """Every rank's new results on every rank; a failure on any rank raises on all of them."""
     if world > 1:
         parts = all_gather((None, f"{type(failure).__name__}: {failure}") if failure is not None
-                            else (new, None))
+                           else (new, None))
         if failure is not None:
             raise failure
         errors = [(r, err) for r, (_, err) in enumerate(parts) if err is not None]
@@ -246,5 +288,4 @@ def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progres
             new.update(part)
     elif failure is not None:
         raise failure
-    done.update(new)
-    return [done[k] for k in keys]
+    return new

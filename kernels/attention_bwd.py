@@ -1,10 +1,10 @@
 """Attention backward (dQ, dK, dV, dBias) for the full, non-causal key range, and its JVP.
 
 Two kernels, no atomics:
-* ``_bwd_kv_kernel``: one program per key block, loops over *all* query blocks -> dK, dV.
+* ``bwd_kv_kernel``: one program per key block, loops over *all* query blocks -> dK, dV.
   (The Triton tutorial's backward assumes a causal mask and skips blocks; here every query
   block contributes.)
-* ``_bwd_q_kernel``: one program per query block, loops over all key blocks -> dQ (and dS
+* ``bwd_q_kernel``: one program per query block, loops over all key blocks -> dQ (and dS
   written out as the bias gradient when the bias requires grad).
 
 With P = exp(S - lse), dP = dO V^T, D = rowsum(dO * O), dS = P (dP - D):
@@ -37,7 +37,7 @@ def _scores_and_probs(q, k, Bias, b, h, offs_m, offs_n, mask_mn, mask_n, lse,
 @triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP"],
                  prune_configs_by={"early_config_prune": pruner("bwd_kv")})
 @triton.jit
-def _bwd_kv_kernel(
+def bwd_kv_kernel(
     Q, K, V, Bias, DO, LSE, DELTA, TQ, TK, TV, TBias, TDO, TLSE, TDELTA, DK, DV,
     sb_b, sb_h, sb_m, sb_n, stb_b, stb_h, stb_m, stb_n,
     H, N_Q, N_K, scale,
@@ -95,7 +95,7 @@ def _bwd_kv_kernel(
 @triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP", "STORE_DS"],
                  prune_configs_by={"early_config_prune": pruner("bwd_q")})
 @triton.jit
-def _bwd_q_kernel(
+def bwd_q_kernel(
     Q, K, V, Bias, DO, LSE, DELTA, TQ, TK, TV, TBias, TDO, TLSE, TDELTA, DQ, DS,
     sb_b, sb_h, sb_m, sb_n, stb_b, stb_h, stb_m, stb_n,
     H, N_Q, N_K, scale,
@@ -188,8 +188,8 @@ def _launch(q, k, v, bias, grad_o, lse, delta, scale, bias_requires_grad, tangen
     scalars = (*sb, *stb, heads, n_q, n_k, float(scale))
     grid_kv = lambda meta: (triton.cdiv(n_k, meta["BLOCK_N"]), batch * heads)  # noqa: E731
     grid_q = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-    _bwd_kv_kernel[grid_kv](*inputs, dk, dv, *scalars, **common)
-    _bwd_q_kernel[grid_q](*inputs, dq, ds, *scalars, STORE_DS=store_ds, **common)
+    bwd_kv_kernel[grid_kv](*inputs, dk, dv, *scalars, **common)
+    bwd_q_kernel[grid_q](*inputs, dq, ds, *scalars, STORE_DS=store_ds, **common)
     grad_bias = _reduce_bias_grad(ds, bias) if store_ds else None
     return dq, dk, dv, grad_bias
 

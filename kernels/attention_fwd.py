@@ -24,7 +24,7 @@ from .attention_configs import CONFIGS, pruner
 @triton.autotune(configs=CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "JVP"],
                  prune_configs_by={"early_config_prune": pruner("fwd")})
 @triton.jit
-def _attention_fwd_kernel(
+def attention_fwd_kernel(
     Q, K, V, Bias, TQ, TK, TV, TBias, O, LSE, TO, TLSE,
     sb_b, sb_h, sb_m, sb_n, stb_b, stb_h, stb_m, stb_n,
     H, N_Q, N_K, scale,
@@ -107,7 +107,7 @@ def _launch(q, k, v, bias, scale, tangents):
         tq = tk = tv = q
         tbias4, stb, t_o, t_lse = None, (0, 0, 0, 0), o, lse
     grid = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-    _attention_fwd_kernel[grid](
+    attention_fwd_kernel[grid](
         q, k, v, bias4 if bias4 is not None else q, tq, tk, tv,
         tbias4 if tbias4 is not None else q, o, lse, t_o, t_lse,
         *sb, *stb, heads, n_q, n_k, float(scale),

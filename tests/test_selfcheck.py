@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fastvit_analysis as fa
+
 sc = importlib.import_module("fastvit_analysis.selfcheck")  # the module (fa.selfcheck is the function)
 
 MASKED = "fully-masked row"

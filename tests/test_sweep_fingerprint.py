@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import loss_landscape, max_eigenvalue_spectrum, noise_robustness
-from fastvit_analysis.common.fingerprint import describe_mismatch, fingerprint, hash_data, hash_tensors
+from fastvit_analysis.common.fingerprint import describe_mismatch, fingerprint, hash_tensors
 from fastvit_analysis.sweep import StaleResultsError
 
 CE = nn.CrossEntropyLoss()

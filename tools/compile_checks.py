@@ -70,8 +70,8 @@ class Outcome:
 def _kernel_fn(kernel: str):
     from kernels import attention_bwd, attention_fwd
 
-    tuned = {"fwd": attention_fwd._attention_fwd_kernel, "bwd_kv": attention_bwd._bwd_kv_kernel,
-             "bwd_q": attention_bwd._bwd_q_kernel}[kernel]
+    tuned = {"fwd": attention_fwd.attention_fwd_kernel, "bwd_kv": attention_bwd.bwd_kv_kernel,
+             "bwd_q": attention_bwd.bwd_q_kernel}[kernel]
     return tuned.fn
 
 

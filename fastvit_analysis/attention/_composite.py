@@ -13,8 +13,9 @@ Notation (per batch and head): S = scale * Q K^T + B, P = softmax(S), O = P V,
 lse = logsumexp(S).  Tangents carry a ``t_`` prefix.
 
 A fully masked query row (every score -inf) outputs O = 0, like SDPA, with zero gradients and
-tangents; its lse is stored as +inf, so that P = exp(S - lse) = 0 in every later pass (no 0/0).  ``bias`` is either None or a tensor
-already broadcastable to (B, H, N, N); the bias gradient is reduced to the bias's own shape.
+tangents; its lse is stored as +inf, so that P = exp(S - lse) = 0 in every later pass (no 0/0).
+``bias`` is either None or a tensor already broadcastable to (B, H, N, N); the bias gradient is
+reduced to the bias's own shape.
 """
 from __future__ import annotations
 

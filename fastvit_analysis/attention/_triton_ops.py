@@ -2,8 +2,9 @@
 
 The ops are the launch boundary: they get fake (meta) implementations so torch.compile /
 FakeTensor tracing see shapes, and vmap rules so torch.func.vmap composes (e.g. vmap over HVP
-tangents): the vmapped dimension is folded into the batch dimension, one launch for all.  Autograd is not registered on the ops themselves: the
-autograd.Functions in _function.py compose them (forward, backward, jvp, jvp of backward).
+tangents): the vmapped dimension is folded into the batch dimension, one launch for all.
+Autograd is not registered on the ops themselves: the autograd.Functions in _function.py compose
+them (forward, backward, jvp, jvp of backward).
 """
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._function import BACKENDS, AttentionFunction
 from ._composite import DEFAULT_BLOCK
+from ._function import BACKENDS, AttentionFunction
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 _BACKEND_CHOICES = ("auto", "torch", "triton")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -19,6 +18,7 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] = 
     """``F.scaled_dot_product_attention`` on the math backend; same signature as fused_attention.
 
     Example:
+        >>> import torch
         >>> q = k = v = torch.randn(1, 2, 5, 16)
         >>> math_attention(q, k, v).shape
         torch.Size([1, 2, 5, 16])

@@ -16,7 +16,7 @@ from torch import nn
 from ..common.distributed import is_rank_zero
 from ..common.results import atomic_write_text, default_file_mode, read_json as _read_json, to_jsonable
 from ..common.store import FolderBusyError, OutputFolderError, check_writable, folder_lock
-from .main import CLIError
+from .errors import CLIError
 
 DEFAULT_TIMEOUT_S = 600.0  # torchrun collectives: a hung rank fails after 10 min, not torch's 30
 

@@ -14,7 +14,7 @@ import torch
 from .. import __version__
 from . import _common as common
 from . import _extract as extract
-from .main import CLIError
+from .errors import CLIError
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .main import CLIError, build_parser
+from .errors import CLIError
+from .parser import build_parser
 
 DEMO_THREADS = 2
 ANALYSES = ["max_eigen_warmup", "max_eigen", "landscape", "fourier", "variance", "cka", "robustness",

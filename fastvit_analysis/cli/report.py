@@ -5,10 +5,11 @@ rebuilds each "result" into the library's result object (`load_result`) and draw
 comparison figures with the library's figure layer (`fastvit_analysis.plot`), embeds every figure as
 base64 PNG, tabulates the key numbers, and links only to files that exist.
 
-Example:
+Example (an empty results folder gives a report with no results):
+    >>> import tempfile
     >>> from fastvit_analysis.cli.report import write_report
-    >>> write_report("fastvit-demo")            # doctest: +SKIP
-    PosixPath('fastvit-demo/report.html')
+    >>> write_report(tempfile.mkdtemp()).name
+    'report.html'
 """
 from __future__ import annotations
 

@@ -24,9 +24,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .demo import (HIGH_FREQS, RESULT_FILE, _common_argv, _forget_points, _fresh, _read, _run_command, _settings_for,
-                   analysis_argv, claims_text, run_shape_bias, shape_bias_settings, write_claims)
-from .main import CLIError
+from .demo import (
+    HIGH_FREQS,
+    RESULT_FILE,
+    _common_argv,
+    _forget_points,
+    _fresh,
+    _read,
+    _run_command,
+    _settings_for,
+    analysis_argv,
+    claims_text,
+    run_shape_bias,
+    shape_bias_settings,
+    write_claims,
+)
+from .errors import CLIError
 
 STAGES = ["train", "max_eigen_warmup", "max_eigen", "landscape", "fourier", "variance", "cka", "robustness",
           "shape_bias", "claims"]
@@ -116,7 +129,8 @@ def run_reproduce(args) -> int:
         claims = _read(out / "claims.json")
         if claims:
             print(claims_text(claims))
-        report = write_report(out, title=f"fastvit-analysis reproduce ({'tiny' if args.tiny else 'paper'} preset, {data})")
+        preset_name = "tiny" if args.tiny else "paper"
+        report = write_report(out, title=f"fastvit-analysis reproduce ({preset_name} preset, {data})")
         print(f"reproduce: finished in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")
     return 0
 

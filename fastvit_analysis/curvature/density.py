@@ -133,8 +133,13 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
     Returns: HessianDensity with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
 
     Example:
-        >>> res = hessian_density(model, nn.CrossEntropyLoss(), loader, num_probes=5)  # doctest: +SKIP
-        >>> res.plot()                                                                 # doctest: +SKIP
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> model, batch = nn.Linear(4, 3), (torch.randn(32, 4), torch.randint(0, 3, (32,)))
+        >>> res = hessian_density(model, nn.CrossEntropyLoss(), batch, num_probes=2, steps=8, progress=False)
+        >>> res.nodes.shape, [round(float(w), 6) for w in res.weights.sum(dim=1)]
+        (torch.Size([2, 8]), [1.0, 1.0])
+        >>> fig = res.plot()
     """
     if not isinstance(num_probes, int) or num_probes < 1:
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")

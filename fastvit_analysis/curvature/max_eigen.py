@@ -181,16 +181,21 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             (those of the previous chunk, plus the mini-batch's own seeded random vector) and solve by
             Rayleigh-Ritz with explicit residuals (curvature.warm); False: thick-restart Lanczos from a
             random vector each. Both stop at the same criterion, residual <= tol·|λ|max, so the
-            eigenvalues agree to tol. Default False, what measured fastest: warm starts save 15-19% of
-            the products on a trained CNN but not the time at batches_per_pass=8, and cost more
-            products on untrained nets (bench/bench_curvature.py::test_max_eigen_warm_vs_cold). A warm
+            eigenvalues agree to tol. Default False: warm starts save some products on a trained net but
+            not time at the default batches_per_pass, and cost products on untrained nets (the figures:
+            bench/bench_curvature.py::test_max_eigen_warm_vs_cold, bench/results/README.md). A warm
             chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
 
     Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
     Example:
-        >>> res = max_eigenvalue_spectrum(model, nn.CrossEntropyLoss(), train_loader, num_batches=320)  # doctest: +SKIP
-        >>> res.negative_fraction, res.plot()                                                     # doctest: +SKIP
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> model, batch = nn.Linear(4, 3), (torch.randn(32, 4), torch.randint(0, 3, (32,)))
+        >>> res = max_eigenvalue_spectrum(model, nn.CrossEntropyLoss(), batch, batch_size=8, top_k=2, progress=False)
+        >>> res.eigenvalues.shape, res.negative_fraction  # 4 mini-batches of 8; a convex loss: no negative one
+        (torch.Size([4, 2]), 0.0)
+        >>> fig = res.plot()
     """
     check_which(which)
     if not isinstance(batch_size, int) or batch_size < 1:

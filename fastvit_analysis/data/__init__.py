@@ -7,9 +7,21 @@ Example:
     (50, torch.Size([3, 32, 32]))
 """
 from .corruptions import CIFAR_C_CORRUPTIONS, CorruptedCIFAR, available_corruptions
-from .datasets import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASET_KINDS, IMAGENET_MEAN,
-                       IMAGENET_STD, DataSpec, build_dataset, build_loader, build_transform, normalization,
-                       parse_spec)
+from .datasets import (
+                       CIFAR10_MEAN,
+                       CIFAR10_STD,
+                       CIFAR100_MEAN,
+                       CIFAR100_STD,
+                       DATASET_KINDS,
+                       IMAGENET_MEAN,
+                       IMAGENET_STD,
+                       DataSpec,
+                       build_dataset,
+                       build_loader,
+                       build_transform,
+                       normalization,
+                       parse_spec,
+)
 from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_MEAN, SYNTHETIC_SPLITS, SYNTHETIC_STD, SyntheticShapes
 
 __all__ = ["build_dataset", "build_loader", "build_transform", "normalization", "parse_spec", "DataSpec",

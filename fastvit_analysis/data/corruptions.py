@@ -3,9 +3,15 @@
 Layout of the published archives: one folder holding `<corruption>.npy` (50 000 × 32 × 32 × 3 uint8: the
 10 000 test images at severity 1, then severity 2, ... 5) and `labels.npy` (50 000 labels).
 
-Example:
+Example (a CIFAR-10-C folder of 2 images per severity, made on the spot):
+    >>> import tempfile, numpy as np
     >>> from fastvit_analysis.data import build_dataset
-    >>> ds = build_dataset("cifar10c:/data/CIFAR-10-C", "test", corruption="fog", severity=3)  # doctest: +SKIP
+    >>> root = tempfile.mkdtemp()
+    >>> np.save(f"{root}/fog.npy", np.zeros((10, 32, 32, 3), np.uint8))
+    >>> np.save(f"{root}/labels.npy", np.arange(10) % 3)
+    >>> ds = build_dataset(f"cifar10c:{root}", "test", corruption="fog", severity=3)
+    >>> len(ds), ds.targets
+    (2, [1, 2])
 """
 from __future__ import annotations
 

@@ -259,9 +259,14 @@ def minibatch_cka(model_a: nn.Module, data: Any, model_b: nn.Module | None = Non
     `bootstrap_seed`; >= 8 batches for an interval). `stages` (one label per latent of model A, for
     a model with itself) adds the within/between-stage means to `summary()`.
 
-    Example:
-        >>> res = minibatch_cka(net, loader, progress=False)  # doctest: +SKIP
-        >>> res.plot()  # doctest: +SKIP
+    Example (a model with itself: 1 on the diagonal):
+        >>> import timm
+        >>> net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1])
+        >>> batches = [(torch.randn(4, 3, 32, 32), torch.zeros(4)) for _ in range(2)]
+        >>> res = minibatch_cka(net, batches, progress=False)
+        >>> len(res.matrix), [round(res.matrix[i][i], 6) for i in range(2)]
+        (5, [1.0, 1.0])
+        >>> fig = res.plot()
     """
     if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 200:
         raise ValueError(f"num_resamples must be an integer >= 200 (docs/methods.md §5), got {num_resamples!r}")

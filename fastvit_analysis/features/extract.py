@@ -23,14 +23,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..common.batches import is_single_batch, iter_batches, model_device
-from ..common.progress import progress_bar
 from ..common.modes import eval_mode
+from ..common.progress import progress_bar
 
 KINDS = ("msa", "conv", "mlp", "embed", "downsample")
 LAYOUTS = ("auto", "nchw", "nhwc", "tokens")
@@ -166,7 +166,7 @@ def _block_specs(path: str, block: nn.Module, prefix: int = 0, out_layout: str =
 
 def _is_msa_block(block: nn.Module) -> bool:
     """A block (e.g. AlterNet's local-attention block) holding an attention module."""
-    for name, m in block.named_modules():
+    for m in block.modules():
         cls = type(m).__name__.lower()
         if m is not block and ("attention" in cls or cls.endswith("attn")):
             return True
@@ -246,7 +246,7 @@ def default_latent_specs(model: nn.Module) -> list[LatentSpec]:
     model with `stem` + `stages` (stages with `blocks`). Raises ValueError for others: pass `layers=`.
     """
     cls = type(model).__name__
-    if hasattr(model, "encoder") and hasattr(getattr(model, "encoder"), "layers") and hasattr(model, "conv_proj"):
+    if hasattr(model, "encoder") and hasattr(model.encoder, "layers") and hasattr(model, "conv_proj"):
         return _vit_torchvision(model)
     if hasattr(model, "transformers") and hasattr(model, "cls_token"):
         return _pit(model)

@@ -216,8 +216,11 @@ def noise_robustness(model: nn.Module, data: Any, freqs: Sequence[float] = DEFAU
             `["logits"]` or first element (fastvit_analysis.common.outputs.model_logits).
 
     Example:
-        >>> res = noise_robustness(model, loader, eps=0.1, progress=False)  # doctest: +SKIP
-        >>> res.delta_accuracy  # doctest: +SKIP
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+        >>> batch = (torch.randn(16, 3, 8, 8), torch.randint(0, 2, (16,)))
+        >>> res = noise_robustness(model, batch, freqs=[0.3 * math.pi, 0.9 * math.pi], eps=0.1, progress=False)
+        >>> len(res.delta_accuracy), 0 <= res.clean_accuracy <= 100
+        (2, True)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -1,8 +1,12 @@
 """Fourier and variance statistics of every latent from one pass over the data (one forward per batch).
 
 Example:
-    >>> fourier, variance = feature_statistics(model, loader)  # doctest: +SKIP
-    >>> fourier.plot(); variance.plot()  # doctest: +SKIP
+    >>> import timm, torch
+    >>> net = timm.models.resnet.ResNet(timm.models.resnet.BasicBlock, [1, 1, 1, 1])
+    >>> fourier, variance = feature_statistics(net, (torch.randn(4, 3, 32, 32), torch.zeros(4)), progress=False)
+    >>> fourier.names == variance.names, fourier.names[:2]
+    (True, ['maxpool', 'layer1.0'])
+    >>> figures = fourier.plot(), variance.plot()
 """
 from __future__ import annotations
 

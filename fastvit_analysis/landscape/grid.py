@@ -329,11 +329,10 @@ def _check_grid(steps: Any, span: Any, dims: int) -> list[np.ndarray]:
 def default_points_per_pass(device: torch.device) -> int:
     """Grid points per vmapped pass when the caller does not choose: 1 on CPU, 4 elsewhere.
 
-    On 2 idle CPU cores (128 samples, 2x2 grid, bench/bench_landscape.py) stacking points was
-    slower than evaluating them one by one: 2 or 4 points per pass ran at 0.75-0.85x (CIFAR
-    ResNet-18) and 0.65-0.70x (ViT-Ti/4) of the per-point speed, since a CPU forward already keeps
-    both cores busy and the batched weights turn convolutions into grouped ones. On a GPU one
-    point rarely fills the device, so several points share a pass (not yet measured here).
+    On CPU stacking points is slower than evaluating them one by one (a CPU forward already keeps
+    the cores busy and the batched weights turn convolutions into grouped ones; the figures:
+    bench/bench_landscape.py, bench/results/bench_landscape-cpu2.json, bench/results/README.md). On a
+    GPU one point rarely fills the device, so several points share a pass.
     """
     return 1 if torch.device(device).type == "cpu" else 4
 
@@ -441,7 +440,7 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
         out: directory to write finished points to as they complete (resume with the same call).
         points_per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
             activations are points_per_pass times larger); 1 evaluates point by point. Default
-            (None): 1 on CPU, where stacking measured slower (see `default_points_per_pass`), 4 on GPUs.
+            (None): 1 on CPU, where stacking is slower (see `default_points_per_pass`), 4 on GPUs.
         progress: tqdm bar on rank 0.
 
     Returns:

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from timm.layers import DropPath
+from torch import Tensor, nn
 
 from .config import CIFAR_MEAN_STD, IMAGENET_MEAN_STD, fastvit_model
 

@@ -32,7 +32,8 @@ def attach_spec(model: nn.Module, name: str, kwargs: dict[str, Any]) -> nn.Modul
 
 
 def fastvit_model(mean_std: tuple[tuple[float, ...], tuple[float, ...]], *, kind: str,
-                  input_size: tuple[int, int, int] = (3, 32, 32), classifier: str = "fc") -> Callable[[Callable[..., nn.Module]], Callable]:
+                  input_size: tuple[int, int, int] = (3, 32, 32),
+                  classifier: str = "fc") -> Callable[[Callable[..., nn.Module]], Callable]:
     """Decorator registering `builder(**kwargs) -> nn.Module` with timm under the builder's name."""
     if kind not in ("cnn", "vit", "hybrid"):
         raise ValueError(f"kind must be 'cnn', 'vit' or 'hybrid', got {kind!r}")

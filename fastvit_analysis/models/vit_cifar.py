@@ -9,10 +9,10 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 from timm.models.pit import PoolingVisionTransformer
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
+from torch import Tensor, nn
 
 from .alternet import SelectableAttention
 from .config import CIFAR_MEAN_STD, fastvit_model

@@ -6,7 +6,7 @@ module never compiles anything; the extension is imported (or built once and cac
 first call that wants it.
 """
 from ._backend import BACKENDS, resolve_backend
-from ._extension import ExtensionUnavailable, extension_error, extension_source, load_extension
+from ._extension import ExtensionUnavailable, extension_error, extension_source, has_kernel_for, load_extension
 from .feature_stats import diag_log_amplitude, feature_moments
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "extension_error",
     "extension_source",
     "feature_moments",
+    "has_kernel_for",
     "load_extension",
     "resolve_backend",
 ]

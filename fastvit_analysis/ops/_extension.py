@@ -157,7 +157,9 @@ def load_extension() -> bool:
         if not _state["tried"]:
             try:
                 _load()
-                from . import _fake  # noqa: F401  (register_fake needs the op schemas)
+                from ._fake import register_fakes
+
+                register_fakes()  # register_fake needs the op schemas
                 _state["devices"] = frozenset(
                     device for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
                     if all(torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", key)

@@ -11,11 +11,10 @@ import math
 
 import torch
 
+from ..common.constants import LOG_EPS  # the paper's log(|F| + 1e-6)
 from . import _extension
 from ._backend import resolve_backend
 from ._layout import as_square_maps, result_dtype
-
-from ..common.constants import LOG_EPS  # noqa: E402  (the paper's log(|F| + 1e-6))
 
 
 def _use_compiled(op: str, backend: str | None, maps: torch.Tensor) -> bool:

@@ -121,7 +121,8 @@ def restore(ckpt: dict[str, Any], model: nn.Module, optimizer, scheduler, source
     """Load weights, optimizer and schedule states; returns (epoch, history)."""
     missing, unexpected = state_dict_mismatch(model, ckpt["model"])
     if missing or unexpected:
-        raise ValueError(f"cannot resume: {source!r} does not match the model: {describe_mismatch(missing, unexpected)}")
+        raise ValueError(f"cannot resume: {source!r} does not match the model: "
+                         f"{describe_mismatch(missing, unexpected)}")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

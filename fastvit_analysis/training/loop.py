@@ -1,10 +1,16 @@
 """`train` and `evaluate`: the epoch loop of the recipe, data-parallel under torchrun.
 
-Example:
+Example (a linear classifier on one batch of 16 images; `train("demo_resnet", "synthetic", ...)` takes
+a model name and a data spec the same way):
+    >>> import torch
+    >>> from torch import nn
     >>> import fastvit_analysis as fa
-    >>> result = fa.train("demo_resnet", "synthetic", epochs=1, num_samples=64, batch_size=32,
-    ...                   mixup=0, cutmix=0, randaugment=None, progress=False)  # doctest: +SKIP
-    >>> result.history[-1]["train_loss"]  # doctest: +SKIP
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> model.num_classes = 2
+    >>> batch = (torch.randn(16, 3, 8, 8), torch.randint(0, 2, (16,)))
+    >>> result = fa.train(model, batch, epochs=2, batch_size=8, mixup=0, cutmix=0, randaugment=None, progress=False)
+    >>> [h["epoch"] for h in result.history], result.history[-1]["samples"]
+    ([1, 2], 16)
 """
 from __future__ import annotations
 
@@ -198,8 +204,8 @@ def train(model: nn.Module | str, train_data: Any, *, test_data: Any = None, epo
         max_minutes: stop after the epoch during which this wall-clock budget runs out.
         seed: seeds shuffling, augmentation, Mixup and DropPath per epoch (a resumed run reproduces an
             uninterrupted one on CPU). The caller's global RNG states are restored on return.
-        channels_last: train in channels-last memory format (about 2× faster convolutions on CPU); the model
-            is returned in the default format.
+        channels_last: train in channels-last memory format (for faster convolutions on CPU; no stored
+            measurement, see bench/results/README.md); the model is returned in the default format.
 
     Returns:
         TrainResult with per-epoch history (accuracies in percent) and the trained model (eval mode).

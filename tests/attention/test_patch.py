@@ -12,9 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import fastvit_analysis
 from fastvit_analysis.attention import patch as patch_module
-from fastvit_analysis.attention.patch import (attention_patched, is_patched, patch_attention,
-                                              unpatch_attention)
-
+from fastvit_analysis.attention.patch import attention_patched, is_patched, patch_attention, unpatch_attention
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

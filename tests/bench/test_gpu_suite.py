@@ -7,7 +7,8 @@ import torch
 from bench import gpu_suite
 
 
-@pytest.mark.parametrize("section", ["attention", "hvp_vit", "hvp_per_vector", "feature_stats", "landscape", "max_eigen"])
+@pytest.mark.parametrize("section", ["attention", "hvp_vit", "hvp_per_vector", "feature_stats", "landscape",
+                                     "max_eigen"])
 def test_each_section_runs_in_tiny_mode(section, tmp_path, one_thread):
     out = tmp_path / "suite.json"
     result = gpu_suite.run_suite(device="cpu", tiny=True, sections=[section], out=str(out))

@@ -41,7 +41,8 @@ def _run_demo(out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "FASTVIT_PROGRESS": "0",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "fastvit_analysis", "demo", "--quick", "--out", str(out),
-                           "--no-progress", "--models", *MODELS], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+                           "--no-progress", "--models", *MODELS], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=1800)
 
 
 def test_recipe_is_fixed_and_has_the_sizes_that_can_show_an_effect():

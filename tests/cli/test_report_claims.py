@@ -17,7 +17,8 @@ def test_claims_table_opens_the_report(tmp_path):
     (tmp_path / "claims.json").write_text(json.dumps(CLAIMS))
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "shape_bias.json").write_text(json.dumps(
-        {"analysis": "shape_bias", "model": "m", "summary": {"shape bias": {"value": 0.6, "ci95": [0.46, 0.72], "n": 50}}}))
+        {"analysis": "shape_bias", "model": "m",
+         "summary": {"shape bias": {"value": 0.6, "ci95": [0.46, 0.72], "n": 50}}}))
     html = (write_report(tmp_path)).read_text()
     start = html.index("id='claims'")
     assert start < html.index("<h2", start + 1) and start < html.index("Shape vs texture bias")

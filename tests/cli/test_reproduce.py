@@ -2,8 +2,6 @@
 the same stages (train, spectra at warm-up and end, landscape, features, robustness, shape bias, claims)."""
 import json
 
-import pytest
-
 from fastvit_analysis.cli import main
 from fastvit_analysis.cli.reproduce import PRESETS, STAGES
 

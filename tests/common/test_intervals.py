@@ -9,8 +9,17 @@ import pytest
 from scipy import stats
 
 from fastvit_analysis.common.intervals import (
-    ArrayEstimate, Estimate, bootstrap_difference, bootstrap_indices, bootstrap_interval,
-    estimates_to_dict, normal_interval, paired_difference, verdict, wilson_interval)
+    ArrayEstimate,
+    Estimate,
+    bootstrap_difference,
+    bootstrap_indices,
+    bootstrap_interval,
+    estimates_to_dict,
+    normal_interval,
+    paired_difference,
+    verdict,
+    wilson_interval,
+)
 
 SEEDS = range(200)
 

@@ -6,8 +6,14 @@ import timm
 import torch
 from torch import nn
 
-from fastvit_analysis import (fourier_analysis, hessian_spectrum, loss_landscape, minibatch_cka, noise_robustness,
-                              variance_analysis)
+from fastvit_analysis import (
+    fourier_analysis,
+    hessian_spectrum,
+    loss_landscape,
+    minibatch_cka,
+    noise_robustness,
+    variance_analysis,
+)
 from fastvit_analysis.training import evaluate
 
 

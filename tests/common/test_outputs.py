@@ -5,8 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from fastvit_analysis import (hessian_density, hessian_spectrum, hessian_trace, interpolate, loss_landscape,
-                              max_eigenvalue_spectrum, noise_robustness, trajectory)
+from fastvit_analysis import (
+    hessian_density,
+    hessian_spectrum,
+    hessian_trace,
+    interpolate,
+    loss_landscape,
+    max_eigenvalue_spectrum,
+    noise_robustness,
+    trajectory,
+)
 from fastvit_analysis.common.outputs import LogitsLoss, model_logits
 from fastvit_analysis.curvature.operator import HessianOperator
 from fastvit_analysis.training import evaluate

@@ -44,7 +44,8 @@ def test_auto_blocks_expand_a_vit_into_its_transformer_blocks():
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=8, patch_size=4, embed_dim=12,
                             depth=3, num_heads=2, num_classes=4)
     labels = list(auto_blocks(vit))
-    assert labels[:1] == ["patch_embed"] and ["blocks.0", "blocks.1", "blocks.2"] == [b for b in labels if "blocks" in b]
+    assert labels[:1] == ["patch_embed"]
+    assert ["blocks.0", "blocks.1", "blocks.2"] == [b for b in labels if "blocks" in b]
     assert "head" in labels
 
 

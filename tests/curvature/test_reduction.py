@@ -10,8 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from fastvit_analysis import (HessianOperator, hessian_density, hessian_spectrum, hessian_trace,
-                              loss_landscape, max_eigenvalue_spectrum)
+from fastvit_analysis import (
+    HessianOperator,
+    hessian_density,
+    hessian_spectrum,
+    hessian_trace,
+    loss_landscape,
+    max_eigenvalue_spectrum,
+)
 from fastvit_analysis.curvature.hutchpp import hutchinson
 from fastvit_analysis.curvature.lanczos import lanczos_eigsh
 from fastvit_analysis.curvature.power import power_iteration

@@ -4,8 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastvit_analysis.data import (CIFAR10_MEAN, build_dataset, build_loader, normalization, parse_spec)
-
+from fastvit_analysis.data import CIFAR10_MEAN, build_dataset, build_loader, normalization, parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,7 +43,8 @@ def test_loader_batches_and_shuffling():
     x1, y1 = next(iter(train))
     x2, y2 = next(iter(build_loader("synthetic", "train", batch_size=20, num_samples=20, train=True, seed=1)))
     assert torch.equal(y1, y2)  # seeded shuffle (augmentations draw from the global RNGs)
-    assert not torch.equal(y1, torch.cat([b[1] for b in build_loader("synthetic", "train", batch_size=20, num_samples=20)]))
+    unshuffled = build_loader("synthetic", "train", batch_size=20, num_samples=20)
+    assert not torch.equal(y1, torch.cat([b[1] for b in unshuffled]))
     with pytest.raises(ValueError, match="batch_size"):
         build_loader("synthetic", "test", batch_size=0)
     with pytest.raises(ValueError, match="split"):

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from fastvit_analysis.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticShapes, build_dataset, build_transform
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -74,8 +74,8 @@ def test_vit_matches_paper_pipeline_over_uneven_batches(class_token, backend):
     assert fourier.names == ["patch_embed", "blocks.0:msa", "blocks.0:mlp", "blocks.1:msa", "blocks.1:mlp"]
     assert fourier.depths == [0.0, 0.25, 0.5, 0.75, 1.0] and fourier.num_samples == 8
     for i, latent in enumerate(ref):
-        torch.testing.assert_close(torch.tensor(fourier.delta_log_amplitude[i], dtype=torch.float64), paper_fourier(latent).double(),
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(fourier.delta_log_amplitude[i], dtype=torch.float64),
+                                   paper_fourier(latent).double(), rtol=0, atol=1e-5)
         assert fourier.frequencies[i] == pytest.approx([k / 4 * math.pi for k in range(4)])
         assert variance.variance[i] == pytest.approx(float(paper_variance(latent)), rel=1e-5)
     assert variance.kinds == ["embed", "msa", "mlp", "msa", "mlp"]
@@ -90,8 +90,8 @@ def test_resnet_matches_paper_pipeline_with_hooks():
     x = torch.cat([b[0] for b in data])
     ref = hooked_latents(net, fourier.names, x, 0)
     for i, latent in enumerate(ref):  # map sizes 10, 10, 5, 3, 2: even and odd n
-        torch.testing.assert_close(torch.tensor(fourier.delta_log_amplitude[i], dtype=torch.float64), paper_fourier(latent).double(),
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(fourier.delta_log_amplitude[i], dtype=torch.float64),
+                                   paper_fourier(latent).double(), rtol=0, atol=1e-5)
         assert variance.variance[i] == pytest.approx(float(paper_variance(latent)), rel=1e-5)
     assert fourier.kinds == ["embed", "conv", "downsample", "downsample", "downsample"]
 

@@ -1,4 +1,5 @@
-"""frequency_noise per docs/methods.md §3d (spectrum support, conjugate mirror, edge cases, seeding) and noise_robustness."""
+"""frequency_noise per docs/methods.md §3d (spectrum support, conjugate mirror, edge cases, seeding) and
+noise_robustness."""
 import math
 
 import matplotlib

@@ -43,7 +43,7 @@ def test_interpolate_endpoints_and_midpoint():
     assert res.loss[1] == pytest.approx(eval_loss(mid, d), rel=1e-5)
     keep = interpolate(a, b, nn.CrossEntropyLoss(), d, steps=3, interpolate_buffers=False, progress=False)
     b_with_a_stats = copy.deepcopy(b)
-    for (n, buf), abuf in zip(b_with_a_stats.named_buffers(), a.buffers()):
+    for buf, abuf in zip(b_with_a_stats.buffers(), a.buffers()):
         buf.copy_(abuf)
     assert keep.loss[2] == pytest.approx(eval_loss(b_with_a_stats, d), rel=1e-5)
 

@@ -11,7 +11,6 @@ from fastvit_analysis.models import AlterNet, LocalTokenAttention, MSABlock, Pre
 from fastvit_analysis.models.alternet import relative_position_index
 from fastvit_analysis.models.vit_cifar import local_attention_mask
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -6,7 +6,6 @@ import torch
 import fastvit_analysis  # noqa: F401  (registers the models)
 from fastvit_analysis.models import REGISTERED_MODELS, create, model_kind
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

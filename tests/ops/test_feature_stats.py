@@ -295,8 +295,8 @@ def test_compiled_ops_pass_opcheck_and_trace_under_torch_compile():
 
 
 def test_auto_falls_back_to_eager_with_one_warning(monkeypatch):
-    monkeypatch.setattr(_extension, "_state", {"tried": True, "ok": False, "error": RuntimeError("no compiler"), "devices": frozenset(),
-                                               "source": None, "warned": False})
+    monkeypatch.setattr(_extension, "_state", {"tried": True, "ok": False, "error": RuntimeError("no compiler"),
+                                               "devices": frozenset(), "source": None, "warned": False})
     z = torch.randn(2, 3, 4, 4)
     with pytest.warns(RuntimeWarning, match="no compiler"):
         a = fa.relative_log_amplitude(z, backend="auto")

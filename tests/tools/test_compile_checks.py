@@ -76,14 +76,16 @@ def _run_compile_checks(*flags: str) -> None:
 
 
 @pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 "
+                           "(.ci/run sets it; 'all' = every config)")
 @pytest.mark.skipif(not _have_triton_cuda_backend(), reason="triton has no CUDA backend installed")
 def test_triton_kernels_compile_aot_within_shared_memory():
     _run_compile_checks("--no-cuda", *([] if os.environ["FASTVIT_COMPILE_CHECKS"] == "all" else ["--smoke"]))
 
 
 @pytest.mark.skipif(os.environ.get("FASTVIT_COMPILE_CHECKS", "0") not in ("1", "all"),
-                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 (.ci/run sets it; 'all' = every config)")
+                    reason="AOT compile checks run when FASTVIT_COMPILE_CHECKS=1 "
+                           "(.ci/run sets it; 'all' = every config)")
 def test_cuda_sources_compile_without_spills():
     from tools import compile_checks as cc
 
@@ -106,7 +108,7 @@ def test_smoke_matrix_covers_every_kernel_target_and_corner():
 def test_every_kernel_autotunes_over_the_config_list_with_its_pruner():
     from kernels import attention_bwd, attention_fwd
 
-    for tuned, name in ((attention_fwd._attention_fwd_kernel, "fwd"), (attention_bwd._bwd_kv_kernel, "bwd_kv"),
-                        (attention_bwd._bwd_q_kernel, "bwd_q")):
+    for tuned, name in ((attention_fwd.attention_fwd_kernel, "fwd"), (attention_bwd.bwd_kv_kernel, "bwd_kv"),
+                        (attention_bwd.bwd_q_kernel, "bwd_q")):
         assert tuned.early_config_prune.__name__ == f"early_config_prune_{name}"
         assert [c.kwargs for c in tuned.configs] == [c.kwargs for c in ac.CONFIGS]

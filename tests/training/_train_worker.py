@@ -15,7 +15,8 @@ if "WORLD_SIZE" in __import__("os").environ:
     dist.init_process_group("gloo")
 torch.manual_seed(0)
 model = create("demo_vit", img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2)
-result = fa.train(model, "synthetic", test_data=build_loader("synthetic", "test", 16, num_samples=48), num_samples=32, epochs=epochs, batch_size=16,
+result = fa.train(model, "synthetic", test_data=build_loader("synthetic", "test", 16, num_samples=48), num_samples=32,
+                  epochs=epochs, batch_size=16,
                   lr=3e-3, warmup_epochs=0, mixup=0, cutmix=0, randaugment=None, crop_flip=False,
                   label_smoothing=0, grad_clip=None, out=out, progress=False)
 rank = dist.get_rank() if dist.is_initialized() else 0

@@ -30,7 +30,8 @@ def test_resume_says_what_it_reused(tmp_path, batch, capsys):
     capsys.readouterr()
     result = _train(tmp_path, batch, epochs=1, resume=True)
     assert result.resumed_from_epoch == 1
-    assert f"train: resuming from {tmp_path / 'last.pt'} at epoch 1/1 (nothing left to train)" in capsys.readouterr().err
+    expected = f"train: resuming from {tmp_path / 'last.pt'} at epoch 1/1 (nothing left to train)"
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, named", [
