@@ -25,20 +25,20 @@ def _write_model(folder: Path, model: str, shift: float) -> None:
     depth = [0.0, 0.5, 1.0]
     results = {
         "max_eigen": ({"values": [-0.5 + shift, 1.0, 2.0 + shift, 3.0]},
-                      {"negative fraction": 0.25, "positive mean": 2.0 + shift}),
+                      {"negative_fraction": 0.25, "positive_mean": 2.0 + shift}),
         "fourier": ({"names": ["a", "b", "c"], "kinds": ["embed", "msa", "conv"], "depth": depth,
                      "freqs": [[0.0, 1.5, 3.14]] * 3, "delta": [[0.0, -0.1, -0.2 - shift]] * 3,
                      "high": [-0.2, -0.3, -0.4 - shift]},
-                    {"dlogamp at pi, last block": -0.4 - shift, "dlogamp at pi, mean": -0.3}),
+                    {"high_frequency/last": -0.4 - shift, "high_frequency/b": -0.3}),
         "variance": ({"names": ["a", "b", "c"], "kinds": ["embed", "msa", "conv"], "depth": depth,
-                      "variance": [1.0, 0.5, 2.0 + shift]}, {"variance, last block": 2.0 + shift}),
+                      "variance": [1.0, 0.5, 2.0 + shift]}, {"variance/last": 2.0 + shift}),
         "landscape": ({"dims": 2, "coords": [[-1, 0, 1], [-1, 0, 1]],
                        "loss": [[3, 2, 3], [2, 1 + shift, 2], [3, 2, "nan"]], "accuracy": None},
-                      {"centre loss": 1.0 + shift}),
+                      {"centre_loss": 1.0 + shift}),
         "cka": ({"matrix": [[1.0, 0.5], [0.5, 1.0]], "names_a": ["a", "b"], "names_b": ["a", "b"]},
                 {"mean CKA": 0.5}),
         "robustness": ({"freqs_pi": [0.1, 0.5, 0.9], "delta_acc": [-1.0, -2.0, -3.0 - shift],
-                        "clean_accuracy": 0.9}, {"dAcc at highest freq": -3.0 - shift}),
+                        "clean_accuracy": 0.9}, {"delta_accuracy/high": -3.0 - shift}),
     }
     for analysis, (plot, summary) in results.items():
         fig = plots.FIGURES[analysis]([(model, plot)])

@@ -92,6 +92,26 @@ class BlockSpectra(Result):
         return [Estimate(float(t), (float(t - 1.96 * s), float(t + 1.96 * s)), self.num_probes)
                 for t, s in zip(self.trace, self.trace_stderr)]
 
+    def summary(self) -> dict[str, Estimate]:
+        """Per block: "<block>/eigenvalue_0" (the top eigenvalue with the certified residual bound
+        [λ − r, λ + r] of `HessianSpectrum.summary`, n = all HVPs) and "<block>/trace" (Hutch++, normal
+        95% interval, n = probes; absent with num_probes=0).
+
+        Example:
+            >>> r = BlockSpectra(["a"], torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.tensor([[True]]),
+            ...                  torch.tensor([5.0]), torch.tensor([1.0]), [3], "LM", 1, 9, 40)
+            >>> r.summary()["a/eigenvalue_0"]
+            Estimate(value=2.0, ci95=(1.5, 2.5), n=40)
+        """
+        out: dict[str, Estimate] = {}
+        traces = self.trace_estimates()
+        for r, block in enumerate(self.blocks):
+            v, res = float(self.eigenvalues[r, 0]), float(self.residuals[r, 0])
+            out[f"{block}/eigenvalue_0"] = Estimate(v, (v - res, v + res), int(self.n_hvp))
+            if self.num_probes:
+                out[f"{block}/trace"] = traces[r]
+        return out
+
     def summary_dict(self) -> dict[str, Any]:
         top = self.eigenvalues[:, 0]
         i = int(top.abs().argmax())

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
 from .directions import Direction
@@ -108,6 +109,24 @@ class TrajectoryResult(Result):
     explained_variance_ratio: np.ndarray
     landscape: LandscapeResult | None
     directions: list[Direction] = field(default_factory=list, repr=False, metadata={"serialize": False})
+
+    def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
+        """"explained_variance/pc1", "explained_variance/pc2" (no interval: a property of these
+        checkpoints, n = checkpoints), and the landscape's summary (border_rise, centre_loss,
+        centre_accuracy; `LandscapeResult.summary`) when the loss was mapped.
+
+        Example:
+            >>> r = TrajectoryResult(np.zeros((4, 2)), np.array([0.75, 0.25]), None)
+            >>> r.summary()["explained_variance/pc1"].value, r.summary()["explained_variance/pc1"].n
+            (0.75, 4)
+        """
+        nan = (float("nan"), float("nan"))
+        count = int(np.shape(self.coordinates)[0])
+        out = {f"explained_variance/pc{k + 1}": Estimate(float(v), nan, count)
+               for k, v in enumerate(np.asarray(self.explained_variance_ratio, dtype=np.float64))}
+        if self.landscape is not None:
+            out |= self.landscape.summary(seed=seed, num_resamples=num_resamples)
+        return out
 
 
 _COLUMNS = 1 << 20  # parameters per slice: float64 work stays O(rows · _COLUMNS)

@@ -1,0 +1,124 @@
+"""Every result class exposes `summary()`: name -> Estimate, JSON {"value", "ci95", "n"} under "summary" of
+`to_dict()`, the same digits on a re-run (fixed bootstrap seeds); and the CLI's JSON "summary" is that
+summary (plus facts of the run), read from the result's fields (issue 16, item 2)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+import fastvit_analysis as fa
+from fastvit_analysis.cli import main
+from fastvit_analysis.common.intervals import ArrayEstimate, Estimate, wilson_interval
+from fastvit_analysis.features.shape_bias import ShapeBiasResult
+from fastvit_analysis.training import TrainResult
+
+CE = nn.CrossEntropyLoss()
+TINY = ["--device", "cpu", "--no-progress", "--seed", "0", "--model", "demo_resnet"]
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+
+def _batches(n=9, size=4, dims=(4,), dtype=torch.float64):
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(size, *dims, generator=g, dtype=dtype), torch.randint(3, (size,), generator=g))
+            for _ in range(n)]
+
+
+def _vit():
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3).eval()
+
+
+def _results():
+    """One instance of every result class, from the library's own functions on tiny problems."""
+    model, data = _mlp(), _batches()
+    one = data[0]
+    vit, images = _vit(), _batches(n=8, size=4, dims=(3, 16, 16), dtype=torch.float32)
+    checkpoints = [{k: v + 0.05 * torch.randn_like(v) for k, v in model.state_dict().items()} for _ in range(4)]
+    return {
+        "spectrum": fa.hessian_spectrum(model, CE, one, top_k=2, progress=False),
+        "trace": fa.hessian_trace(model, CE, one, num_probes=6, progress=False),
+        "density": fa.hessian_density(model, CE, one, num_probes=3, steps=8, progress=False),
+        "max_eigen": fa.max_eigenvalue_spectrum(model, CE, one, batch_size=2, top_k=2, progress=False),
+        "blocks": fa.block_spectra(model, CE, one, top_k=1, num_probes=3, progress=False),
+        "landscape_2d": fa.loss_landscape(model, CE, data, steps=3, progress=False),
+        "landscape_1d": fa.loss_landscape(model, CE, data, steps=3, dims=1, progress=False),
+        "trajectory": fa.trajectory(checkpoints, CE, data, model=model, steps=3, progress=False),
+        "fourier": fa.fourier_analysis(vit, images, progress=False),
+        "variance": fa.variance_analysis(vit, images, progress=False),
+        "cka": fa.minibatch_cka(vit, images, progress=False),
+        "robustness": fa.noise_robustness(vit, images, freqs=[0.1 * math.pi, 0.9 * math.pi], progress=False),
+        "shape_bias": ShapeBiasResult(7, 3, 2, [0] * 12),
+        "train": TrainResult([{"epoch": 1, "train_loss": 1.2, "train_acc": 40.0, "samples": 64,
+                               "test_loss": 1.1, "test_acc": 50.0, "test_samples": 32}], 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def results():
+    return _results()
+
+
+def test_every_result_summary_holds_estimates_with_interval_and_count(results):
+    for name, result in results.items():
+        summary = result.summary()
+        assert summary, name
+        for key, estimate in summary.items():
+            assert isinstance(estimate, (Estimate, ArrayEstimate)), (name, key)
+            assert isinstance(estimate.n, int) and estimate.n >= 1, (name, key)
+            assert np.shape(estimate.ci95)[-1] == 2, (name, key)
+        block = result.to_dict()["summary"]
+        assert set(block) == set(summary), name
+        for key, d in block.items():
+            assert set(d) == {"value", "ci95", "n"}, (name, key)
+        json.dumps(block)  # standard JSON (NaN as null)
+
+
+def test_summaries_are_reproducible(results):
+    for name, result in results.items():  # fixed bootstrap seeds: the same digits every time
+        assert json.dumps(result.to_dict()["summary"]) == json.dumps(result.to_dict()["summary"]), name
+
+
+def test_new_summaries_read_their_fields(results):
+    blocks = results["blocks"]
+    for r, block in enumerate(blocks.blocks):
+        e = blocks.summary()[f"{block}/eigenvalue_0"]
+        lam, res = float(blocks.eigenvalues[r, 0]), float(blocks.residuals[r, 0])
+        assert e.value == lam and e.ci95 == (lam - res, lam + res) and e.n == blocks.n_hvp
+        assert blocks.summary()[f"{block}/trace"] == blocks.trace_estimates()[r]
+    traj = results["trajectory"]
+    s = traj.summary()
+    assert s["explained_variance/pc1"].value == pytest.approx(float(traj.explained_variance_ratio[0]))
+    assert s["border_rise"] == traj.landscape.summary()["border_rise"]
+    train = results["train"].summary()
+    assert train["test_accuracy"] == wilson_interval(16, 32, scale=100.0)
+    assert train["train_loss"].value == 1.2 and train["train_loss"].n == 64
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["hessian", "--mode", "spectrum", "--top-k", "2", "--max-hvp", "8", "--tol", "1e-2"], "hessian_spectrum"),
+    (["hessian", "--mode", "trace", "--num-probes", "3"], "hessian_trace"),
+    (["hessian", "--mode", "spectrum", "--per-block", "--top-k", "1", "--max-hvp", "3", "--num-probes", "3"],
+     "block_spectra"),
+    (["landscape", "--steps", "3", "--num-samples", "8", "--batch-size", "4"], "landscape"),
+])
+def test_cli_summary_is_the_library_summary(tmp_path, capsys, argv, name):
+    assert main([*argv, "--batch-size", "4", "--num-batches", "1", "--out", str(tmp_path), *TINY]
+                if argv[0] == "hessian" else [*argv, "--out", str(tmp_path), *TINY]) == 0
+    payload = json.loads((tmp_path / f"{name}.json").read_text())
+    library = payload["result"]["summary"]
+    assert library
+    for key, estimate in library.items():
+        assert payload["summary"][key] == estimate, key
+    line = capsys.readouterr().out
+    first = next(iter(library))
+    assert f"{first}=" in line  # the printed line shows the estimates with their interval
