@@ -200,7 +200,7 @@ def test_top5_vs_pyhessian(benchmark, member):
                                                           hvp_mode=mode, progress=False),
                                  rounds=1, iterations=1, warmup_rounds=0)
         benchmark.extra_info.update({"eigenvalues": res.eigenvalues.tolist(), "residuals": res.residuals.tolist(),
-                                     "n_hvp": res.n_hvp, "converged": bool(res.converged.all())})
+                                     "n_hvp": res.num_hvp, "converged": bool(res.converged.all())})
     model.zero_grad(set_to_none=True)
 
 
@@ -233,7 +233,7 @@ def test_max_eigenvalue_spectrum_batched_vs_loop(benchmark, member):
                                                                  progress=False),
                                  rounds=1, iterations=1, warmup_rounds=0)
         values = res.eigenvalues
-        benchmark.extra_info["n_hvp_per_mini_batch"] = res.n_hvp / MB_COUNT
+        benchmark.extra_info["n_hvp_per_mini_batch"] = res.num_hvp / MB_COUNT
     benchmark.extra_info["max_eigenvalue_mean"] = float(values[:, 0].abs().mean())
 
 
@@ -277,7 +277,7 @@ def test_max_eigen_warm_vs_cold(benchmark, member, batches_per_pass):
     res = benchmark.pedantic(lambda: max_eigenvalue_spectrum(
         model, CE, data, batch_size=WARM_SIZE, top_k=5, tol=1e-3, warm_start=member == "warm",
         batches_per_pass=batches_per_pass, progress=False), rounds=1, iterations=1, warmup_rounds=0)
-    benchmark.extra_info["n_hvp_per_mini_batch"] = res.n_hvp / WARM_COUNT
+    benchmark.extra_info["n_hvp_per_mini_batch"] = res.num_hvp / WARM_COUNT
     benchmark.extra_info["all_converged"] = bool(res.converged.all())
     benchmark.extra_info["top_eigenvalue_mean"] = float(res.eigenvalues[:, 0].abs().mean())
 

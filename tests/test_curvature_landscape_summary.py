@@ -152,7 +152,7 @@ def test_spectrum_interval_is_a_certified_bound_holding_a_dense_eigenvalue():
     s = res.summary()
     assert len(s) == 3
     for i, e in enumerate(s.values()):
-        assert e.n == res.n_hvp
+        assert e.n == res.num_hvp
         assert e.ci95[1] - e.ci95[0] == pytest.approx(2 * float(res.residuals[i]))
         assert np.any((evals >= e.ci95[0] - 1e-9) & (evals <= e.ci95[1] + 1e-9)), (e, evals[-5:])
 

@@ -148,5 +148,5 @@ def test_num_samples_is_batch_size_times_mini_batches():
 
     spec = MaxEigenvalueSpectrum(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
                                  converged=torch.ones(5, 2, dtype=torch.bool), negative_fraction=0.0,
-                                 positive_mean=float("nan"), batch_size=16, which="LM", n_hvp=0)
+                                 positive_mean=float("nan"), batch_size=16, which="LM", num_hvp=0)
     assert spec.num_samples == 80

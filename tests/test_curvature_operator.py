@@ -24,7 +24,7 @@ def test_matvec_and_matmat_match_dense_hessian(kind, hvp_mode):
     scale = dense.abs().max()
     assert torch.allclose(H.matvec(V[0]), dense @ V[0], atol=1e-5 * scale, rtol=1e-5)
     assert torch.allclose(H.matmat(V), V @ dense, atol=1e-5 * scale, rtol=1e-5)
-    assert H.n_hvp == 6
+    assert H.num_hvp == 6
 
 
 def test_multi_batch_data_is_the_hessian_of_the_mean_loss_over_all_samples():

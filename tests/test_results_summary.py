@@ -93,7 +93,7 @@ def test_new_summaries_read_their_fields(results):
     for r, block in enumerate(blocks.blocks):
         e = blocks.summary()[f"{block}/eigenvalue_0"]
         lam, res = float(blocks.eigenvalues[r, 0]), float(blocks.residuals[r, 0])
-        assert e.value == lam and e.ci95 == (lam - res, lam + res) and e.n == blocks.n_hvp
+        assert e.value == lam and e.ci95 == (lam - res, lam + res) and e.n == blocks.num_hvp
         assert blocks.summary()[f"{block}/trace"] == blocks.trace_estimates()[r]
     traj = results["trajectory"]
     s = traj.summary()
@@ -122,3 +122,18 @@ def test_cli_summary_is_the_library_summary(tmp_path, capsys, argv, name):
     line = capsys.readouterr().out
     first = next(iter(library))
     assert f"{first}=" in line  # the printed line shows the estimates with their interval
+
+
+def test_renamed_counts_warn_and_still_work(results):
+    spec = results["spectrum"]
+    with pytest.warns(DeprecationWarning, match="num_hvp"):
+        assert spec.n_hvp == spec.num_hvp > 0
+    assert "num_hvp" in spec.to_dict() and "n_hvp" not in spec.to_dict()
+    with pytest.warns(DeprecationWarning, match="num_hvp"):
+        again = type(spec)(spec.eigenvalues, spec.residuals, spec.converged, which=spec.which, method=spec.method,
+                           tol=spec.tol, num_params=spec.num_params, n_hvp=7)
+    assert again.num_hvp == 7
+    H = fa.HessianOperator(_mlp(), CE, _batches(n=1)[0])
+    H.matmat(torch.zeros(2, H.num_params, dtype=torch.float64))
+    with pytest.warns(DeprecationWarning, match="num_hvp"):
+        assert H.n_hvp == H.num_hvp == 2

@@ -284,7 +284,7 @@ def run_hessian(args: argparse.Namespace) -> int:
             **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
             seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
         name, facts, plot = "max_eigen", {"values": int(result.eigenvalues.numel())}, max_eigen_plot(result)
-    facts["HVPs"] = int(result.n_hvp)
+    facts["HVPs"] = int(result.num_hvp)
     if name != "hessian_trace" and name != "hessian_density":  # short or failed results are loud
         facts["not converged"] = int((~result.converged.bool()).sum())
     if curvature != "hessian":

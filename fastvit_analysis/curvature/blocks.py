@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import renamed_fields
 from ..common.intervals import Estimate
 from ..common.results import Result
 from .operator import HessianOperator, LossFn, select_parameters
@@ -69,10 +70,11 @@ def _resolve_blocks(model: nn.Module, blocks: Any) -> dict[str, list[str]]:
     return resolved
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
 class BlockSpectra(Result):
     """Per block (rows, in `blocks` order): eigenvalues/residuals/converged [n_blocks, top_k], trace and
-    its standard error [n_blocks] (Hutch++), num_params per block, n_hvp over all blocks."""
+    its standard error [n_blocks] (Hutch++), num_params per block, num_hvp over all blocks."""
 
     blocks: list[str]
     eigenvalues: Tensor
@@ -84,7 +86,7 @@ class BlockSpectra(Result):
     which: str
     top_k: int
     num_probes: int
-    n_hvp: int
+    num_hvp: int
     prefixes: dict[str, list[str]] = field(default_factory=dict)
 
     def trace_estimates(self) -> list[Estimate]:
@@ -107,7 +109,7 @@ class BlockSpectra(Result):
         traces = self.trace_estimates()
         for r, block in enumerate(self.blocks):
             v, res = float(self.eigenvalues[r, 0]), float(self.residuals[r, 0])
-            out[f"{block}/eigenvalue_0"] = Estimate(v, (v - res, v + res), int(self.n_hvp))
+            out[f"{block}/eigenvalue_0"] = Estimate(v, (v - res, v + res), int(self.num_hvp))
             if self.num_probes:
                 out[f"{block}/trace"] = traces[r]
         return out
@@ -116,7 +118,7 @@ class BlockSpectra(Result):
         top = self.eigenvalues[:, 0]
         i = int(top.abs().argmax())
         return {"blocks": len(self.blocks), "sharpest block": self.blocks[i], "its top eigenvalue": float(top[i]),
-                "HVPs": self.n_hvp, "per block": {b: {"eigenvalues": self.eigenvalues[r].tolist(),
+                "HVPs": self.num_hvp, "per block": {b: {"eigenvalues": self.eigenvalues[r].tolist(),
                                                       "trace": self.trace_estimates()[r].to_dict()}
                                                   for r, b in enumerate(self.blocks)}}
 
@@ -156,7 +158,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
     converged = torch.zeros(rows, top_k, dtype=torch.bool)
     traces = torch.full((rows,), math.nan, dtype=torch.float64)
     stderrs = torch.full((rows,), math.nan, dtype=torch.float64)
-    sizes, n_hvp = [], 0
+    sizes, num_hvp = [], 0
     for r, (label, prefixes) in enumerate(resolved.items()):
         H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=prefixes, hvp_mode=hvp_mode,
                             loss_reduction=loss_reduction, distributed=distributed)
@@ -169,7 +171,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
         if num_probes:
             tr = hessian_trace(None, None, None, operator=H, num_probes=num_probes, seed=seed, progress=progress)
             traces[r], stderrs[r] = tr.value, tr.stderr
-        n_hvp += H.n_hvp
+        num_hvp += H.num_hvp
     return BlockSpectra(blocks=list(resolved), eigenvalues=values, residuals=residuals, converged=converged,
                         trace=traces, trace_stderr=stderrs, num_params=sizes, which=which, top_k=top_k,
-                        num_probes=num_probes, n_hvp=n_hvp, prefixes=resolved)
+                        num_probes=num_probes, num_hvp=num_hvp, prefixes=resolved)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import renamed_fields
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -33,6 +34,7 @@ from .lanczos import lanczos_tridiagonal
 from .operator import CurvatureOperator, HessianOperator, LossFn
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
 class HessianDensity(Result):
     """SLQ nodes [probes, steps] and weights [probes, steps] (each probe's weights sum to 1), kept
@@ -40,7 +42,7 @@ class HessianDensity(Result):
 
     nodes: Tensor
     weights: Tensor
-    n_hvp: int
+    num_hvp: int
     num_params: int
 
     def density(self, grid: Tensor, sigma: float | None = None) -> Tensor:
@@ -155,4 +157,4 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         theta, S = torch.linalg.eigh(T)
         nodes.append(theta.cpu())
         weights.append((S[:, 0, :] ** 2).cpu())
-    return HessianDensity(nodes=torch.cat(nodes), weights=torch.cat(weights), n_hvp=H.n_hvp, num_params=P)
+    return HessianDensity(nodes=torch.cat(nodes), weights=torch.cat(weights), num_hvp=H.num_hvp, num_params=P)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..common.batches import iter_batches
 from ..common.fingerprint import fingerprint, hash_tensors
+from ..common.deprecation import renamed_fields
 from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
@@ -41,6 +42,7 @@ from .operator import LossFn, MiniBatchHessians, select_parameters
 SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
 class MaxEigenvalueSpectrum(Result):
     """Per-mini-batch top-k eigenvalues [num_batches, top_k] (signed, ordered best-first for `which`).
@@ -59,7 +61,7 @@ class MaxEigenvalueSpectrum(Result):
     positive_mean: float
     batch_size: int
     which: str
-    n_hvp: int
+    num_hvp: int
 
     @property
     def num_samples(self) -> int:
@@ -276,4 +278,4 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale,
         negative_fraction=float((values < 0).double().mean()),
         positive_mean=float(positive.mean()) if positive.numel() else float("nan"),
-        batch_size=batch_size, which=which, n_hvp=int(sum(r["n_hvp"] for r in results)))
+        batch_size=batch_size, which=which, num_hvp=int(sum(r["n_hvp"] for r in results)))

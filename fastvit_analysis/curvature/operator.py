@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..common import distributed as dist_utils
 from ..common.batches import Batch, materialize_batches
+from ..common.deprecation import renamed_attribute
 from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.modes import eval_mode
 from ..common.outputs import OutputFn, check_output_fn, model_logits
@@ -225,13 +226,14 @@ class CurvatureOperator:
     - distributed (default: on when a torch.distributed group of >1 processes is initialised): `data`
       is this rank's shard; N is summed over ranks and each product all-reduces the rank's partial
       Σ_b w_b C_b V in one flat buffer, so every rank holds the product over all shards;
-    - `to_scipy()`, `dense()`, `@`, and `n_hvp` (products counted per vector).
+    - `to_scipy()`, `dense()`, `@`, and `num_hvp` (products counted per vector; `n_hvp` is its deprecated name).
 
     `num_operators` is 1 here: every row of V is multiplied by the same C. (MiniBatchHessians holds b
     operators and multiplies row i by the i-th.)
     """
 
     num_operators = 1
+    n_hvp = renamed_attribute("n_hvp", "num_hvp")
     one_operator_per_row = False  # True for MiniBatchHessians: row i of V goes to operator i
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
@@ -251,7 +253,7 @@ class CurvatureOperator:
         if vectors_per_pass is None:
             vectors_per_pass = 1 << 30 if self.flat.device.type == "cuda" else 8
         self.vectors_per_pass = vectors_per_pass
-        self.n_hvp = 0
+        self.num_hvp = 0
         self._set_data(data)
 
     # -- data --------------------------------------------------------------------------------------
@@ -337,7 +339,7 @@ class CurvatureOperator:
             out = buffer.to(out.device)
         if self.weight_decay:
             out.add_(V, alpha=self.weight_decay)
-        self.n_hvp += V.shape[0] // self.num_operators
+        self.num_hvp += V.shape[0] // self.num_operators
         return out
 
     def _local_matmat(self, V: Tensor) -> Tensor:
@@ -411,7 +413,7 @@ class HessianOperator(CurvatureOperator):
 
     `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] (vmapped over vectors, or one
     backward per vector through the kept graph in "double-backward" mode).
-    `n_hvp` counts products (one per vector over the whole data).
+    `num_hvp` counts products (one per vector over the whole data).
 
     Example:
         >>> H = HessianOperator(model, nn.CrossEntropyLoss(), loader, weight_decay=5e-4)  # doctest: +SKIP

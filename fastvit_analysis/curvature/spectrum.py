@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from ..common.deprecation import renamed_fields
 from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -26,19 +27,20 @@ from .operator import CurvatureOperator, HessianOperator, LossFn
 from .power import power_iteration
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
 class HessianSpectrum(Result):
     """Top-k eigenvalues of a Hessian.
 
     eigenvalues [k]: "LA" descending, "SA" ascending, "LM" by descending |λ| (signed).
     residuals [k]: ‖Hv − λv‖ computed explicitly for each returned (unit) eigenvector.
-    converged [k]: residual <= tol·|λ|max. n_hvp: Hessian-vector products used (all of them).
+    converged [k]: residual <= tol·|λ|max. num_hvp: Hessian-vector products used (all of them).
     """
 
     eigenvalues: Tensor
     residuals: Tensor
     converged: Tensor
-    n_hvp: int
+    num_hvp: int
     which: str
     method: str
     tol: float
@@ -46,7 +48,7 @@ class HessianSpectrum(Result):
     eigenvectors: Tensor | None = field(default=None, metadata={"serialize": False})
 
     def summary(self) -> dict[str, Estimate]:
-        """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = n_hvp.
+        """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = num_hvp.
 
         Not a sampling interval: a certified bound. For symmetric H and a unit vector v, the interval
         [λ − ‖Hv − λv‖, λ + ‖Hv − λv‖] holds at least one eigenvalue of H (Bauer–Fike / Krylov–Weinstein),
@@ -62,7 +64,7 @@ class HessianSpectrum(Result):
         """
         values = self.eigenvalues.double().tolist()
         residuals = self.residuals.double().tolist()
-        return {f"eigenvalue_{i}": Estimate(v, (v - r, v + r), int(self.n_hvp))
+        return {f"eigenvalue_{i}": Estimate(v, (v - r, v + r), int(self.num_hvp))
                 for i, (v, r) in enumerate(zip(values, residuals))}
 
 
@@ -100,7 +102,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         operator: a ready curvature operator (GGNOperator, EmpiricalFisherOperator, a HessianOperator
             you built) to use instead of the Hessian; model/loss_fn/data are then ignored (pass None).
 
-    Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], n_hvp.
+    Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], num_hvp.
 
     Example:
         >>> res = hessian_spectrum(model, nn.CrossEntropyLoss(), loader, top_k=5, which="LM")  # doctest: +SKIP
@@ -148,6 +150,6 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         values, vectors, residuals = values[order], vectors[order], residuals[order]
     scale = float(values.abs().max())
     return HessianSpectrum(
-        eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale, n_hvp=H.n_hvp,
+        eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale, num_hvp=H.num_hvp,
         which=which_used, method=method, tol=tol, num_params=P,
         eigenvectors=vectors.detach() if return_eigenvectors else None)

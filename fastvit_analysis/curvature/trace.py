@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from ..common.deprecation import renamed_fields
 from ..common.intervals import Estimate, normal_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -27,13 +28,14 @@ from .operator import CurvatureOperator, HessianOperator, LossFn
 METHODS = ("hutch++", "hutchinson")
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
 class HessianTrace(Result):
-    """Estimated trace `value` with its standard error `stderr` (of the random part), `n_hvp` used."""
+    """Estimated trace `value` with its standard error `stderr` (of the random part), `num_hvp` used."""
 
     value: float
     stderr: float
-    n_hvp: int
+    num_hvp: int
     num_probes: int
     method: str
     num_params: int
@@ -77,5 +79,5 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
     value, stderr, _ = estimator(H, num_probes, generator=gen, chunk=chunk_size, progress=progress)
-    return HessianTrace(value=value, stderr=stderr, n_hvp=H.n_hvp, num_probes=num_probes, method=method,
+    return HessianTrace(value=value, stderr=stderr, num_hvp=H.num_hvp, num_probes=num_probes, method=method,
                         num_params=H.num_params)
