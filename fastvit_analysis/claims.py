@@ -244,7 +244,7 @@ def _landscape_measure(result: Any) -> _Measure | None:
                 coordinates=[_floats(c) for c in _field(result, "coordinates")], loss=_floats(_field(result, "loss")),
                 nll=_floats(_field(result, "nll")), accuracy=_floats(_field(result, "accuracy")),
                 l2_norm=_floats(_field(result, "l2_norm")), l2_coef=float(_field(result, "l2_coef", 0.0)),
-                n_samples=int(_field(result, "n_samples", 0)),
+                num_samples=int(_field(result, "num_samples", _field(result, "n_samples", 0))),
                 batch_loss_sum=None if per_batch is None else _floats(per_batch),
                 batch_correct=None if correct is None else _floats(correct),
                 batch_sizes=_field(result, "batch_sizes"))

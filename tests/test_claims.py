@@ -36,7 +36,7 @@ def landscape(curvature: float, spread: float, seed: int, batches: int = 12, siz
     per_batch = size * (k[None, None, :] * bowl[..., None] + 1.0)
     nll = per_batch.sum(-1) / (size * batches)
     return LandscapeResult([a, a], nll, nll, np.full_like(nll, np.nan), np.zeros_like(nll),
-                           n_samples=size * batches, batch_loss_sum=per_batch, batch_correct=None,
+                           num_samples=size * batches, batch_loss_sum=per_batch, batch_correct=None,
                            batch_sizes=[size] * batches)
 
 

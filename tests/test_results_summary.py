@@ -137,3 +137,10 @@ def test_renamed_counts_warn_and_still_work(results):
     H.matmat(torch.zeros(2, H.num_params, dtype=torch.float64))
     with pytest.warns(DeprecationWarning, match="num_hvp"):
         assert H.n_hvp == H.num_hvp == 2
+
+
+def test_landscape_num_samples_keeps_its_old_name(results):
+    land = results["landscape_2d"]
+    assert land.num_samples == 9 * 4 and land.to_dict()["num_samples"] == 36 and "n_samples" not in land.to_dict()
+    with pytest.warns(DeprecationWarning, match="num_samples"):
+        assert land.n_samples == 36

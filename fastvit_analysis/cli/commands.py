@@ -326,7 +326,7 @@ def run_landscape(args: argparse.Namespace) -> int:
     facts = {"min loss": float(loss.min()) if loss.size else None,
              "max loss": float(loss.max()) if loss.size else None}
     finish(args, out, "landscape", result, facts, landscape_plot(result), time.perf_counter() - start,
-           figure_kwargs={"clip": args.clip}, num_samples=result.n_samples)
+           figure_kwargs={"clip": args.clip}, num_samples=result.num_samples)
     return 0
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from ..common.deprecation import renamed_fields
 from ..common.batches import materialize_batches, model_device
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
@@ -50,6 +51,7 @@ __all__ = ["loss_landscape", "LandscapeResult", "evaluate_points"]
 Span = tuple[float, float]
 
 
+@renamed_fields(n_samples="num_samples")
 @dataclass
 class LandscapeResult(Result):
     """A 1-D or 2-D loss landscape.
@@ -73,7 +75,7 @@ class LandscapeResult(Result):
     accuracy: np.ndarray
     l2_norm: np.ndarray
     l2_coef: float = 0.0
-    n_samples: int = 0
+    num_samples: int = 0
     directions: list[Direction] | None = field(default=None, repr=False, metadata={"serialize": False})
     batch_loss_sum: np.ndarray | None = None
     batch_correct: np.ndarray | None = None
@@ -148,7 +150,7 @@ class LandscapeResult(Result):
             >>> a = np.linspace(-1, 1, 3); z = np.add.outer(a ** 2, a ** 2)
             >>> per_batch = np.stack([z * 4, z * 4 + 2], axis=-1)           # two batches of 4 samples
             >>> r = LandscapeResult([a, a], z + 0.25, z + 0.25, np.full_like(z, np.nan), np.zeros_like(z),
-            ...                     n_samples=8, batch_loss_sum=per_batch, batch_correct=None,
+            ...                     num_samples=8, batch_loss_sum=per_batch, batch_correct=None,
             ...                     batch_sizes=[4, 4])
             >>> r.summary()["border_rise"].value                            # border mean 1.5, centre 0
             1.5
@@ -173,10 +175,10 @@ class LandscapeResult(Result):
         correct = None
         if self.batch_correct is not None:
             correct = float(np.asarray(self.batch_correct, dtype=np.float64)[centre].sum())
-        elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.n_samples:
-            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.n_samples   # percent
-        if correct is not None and math.isfinite(correct) and self.n_samples:
-            out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.n_samples), scale=100.0)
+        elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.num_samples:
+            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.num_samples   # percent
+        if correct is not None and math.isfinite(correct) and self.num_samples:
+            out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.num_samples), scale=100.0)
         return out
 
 
@@ -205,7 +207,7 @@ class _PointEvaluator:
         self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
         self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
-        self.n_samples = sum(int(x.shape[0]) for x, _ in batches)
+        self.num_samples = sum(int(x.shape[0]) for x, _ in batches)
         # the loss over all samples: batches weighted by size for a 'mean' loss, summed for a 'sum' loss
         self.loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
         self.batch_weights = batch_weights([int(x.shape[0]) for x, _ in batches], self.loss_reduction)
@@ -266,7 +268,7 @@ class _PointEvaluator:
         for name, t in self.fixed.items():
             if name in self.param_names:
                 l2 += torch.linalg.vector_norm(t.double()).cpu()
-        acc = correct / self.n_samples
+        acc = correct / self.num_samples
         batch_loss_t, batch_correct_t = torch.stack(batch_loss, 1), torch.stack(batch_correct, 1)  # [k, batches]
         return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i]),
                  "batch_loss_sum": batch_loss_t[i].tolist(), "batch_correct": batch_correct_t[i].tolist()}
@@ -404,7 +406,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
                      "batch_sizes": [int(x.shape[0]) for x, _ in batches]}
     return LandscapeResult(coordinates=coordinates, loss=nll + float(l2_coef) * l2, nll=nll, accuracy=acc,
                            l2_norm=l2, l2_coef=float(l2_coef),
-                           n_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
+                           num_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
                            **per_batch)
 
 
