@@ -267,16 +267,16 @@ def _ratio_23(t: np.ndarray) -> np.ndarray:
 
 def _max_eigen_measure(key: str) -> Callable[[Any], _Measure | None]:
     def measure(result: Any) -> _Measure | None:
-        from .curvature.max_eigen import MaxEigenvalueSpectrum
+        from .curvature.max_eigen import MaxEigenvalueSpectrumResult
 
-        if not isinstance(result, MaxEigenvalueSpectrum):
+        if not isinstance(result, MaxEigenvalueSpectrumResult):
             values = _field(result, "eigenvalues")
             if values is None:
                 return None
             import torch
 
             v = torch.as_tensor(_floats(values))
-            result = MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+            result = MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
                                            float("nan"), float("nan"), int(_field(result, "batch_size", 0)),
                                            str(_field(result, "which", "LM")), int(_field(result, "num_hvp", _field(result, "n_hvp", 0))))
         estimate = result.summary(quantiles=())[key]

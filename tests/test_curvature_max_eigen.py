@@ -144,9 +144,9 @@ def test_reverse_over_reverse_mode_gives_the_same_spectrum():
 
 def test_num_samples_is_batch_size_times_mini_batches():
     # the CLI's provenance block reads result.num_samples (it was null for max-eigen)
-    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 
-    spec = MaxEigenvalueSpectrum(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
+    spec = MaxEigenvalueSpectrumResult(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
                                  converged=torch.ones(5, 2, dtype=torch.bool), negative_fraction=0.0,
                                  positive_mean=float("nan"), batch_size=16, which="LM", num_hvp=0)
     assert spec.num_samples == 80

@@ -144,3 +144,24 @@ def test_landscape_num_samples_keeps_its_old_name(results):
     assert land.num_samples == 9 * 4 and land.to_dict()["num_samples"] == 36 and "n_samples" not in land.to_dict()
     with pytest.warns(DeprecationWarning, match="num_samples"):
         assert land.n_samples == 36
+
+
+@pytest.mark.parametrize("module", ["fastvit_analysis.curvature", "fastvit_analysis.curvature.spectrum",
+                                    "fastvit_analysis.curvature.trace", "fastvit_analysis.curvature.density",
+                                    "fastvit_analysis.curvature.max_eigen", "fastvit_analysis.curvature.blocks"])
+def test_old_result_class_names_warn_and_are_the_new_classes(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    old_new = {"HessianSpectrum": "HessianSpectrumResult", "HessianTrace": "HessianTraceResult",
+               "HessianDensity": "HessianDensityResult", "MaxEigenvalueSpectrum": "MaxEigenvalueSpectrumResult",
+               "BlockSpectra": "BlockSpectraResult"}
+    found = 0
+    for old, new in old_new.items():
+        if hasattr(mod, new):
+            with pytest.warns(DeprecationWarning, match=new):
+                assert getattr(mod, old) is getattr(mod, new)
+            found += 1
+    assert found >= 1
+    with pytest.raises(AttributeError):
+        getattr(mod, "NoSuchResult")

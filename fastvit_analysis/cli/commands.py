@@ -148,7 +148,7 @@ def trace_plot(result) -> dict[str, float]:
 
 
 def density_plot(result, points: int = 400) -> dict[str, list]:
-    """`HessianDensity.density` on a grid over the node range (5% margin), σ = 1% of the grid's width."""
+    """`HessianDensityResult.density` on a grid over the node range (5% margin), σ = 1% of the grid's width."""
     nodes = result.nodes.double().flatten()
     lo, hi = float(nodes.min()), float(nodes.max())
     pad = 0.05 * max(hi - lo, 1e-6)

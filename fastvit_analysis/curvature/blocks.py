@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..common.deprecation import renamed_fields
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate
 from ..common.results import Result
 from .operator import HessianOperator, LossFn, select_parameters
@@ -72,7 +72,7 @@ def _resolve_blocks(model: nn.Module, blocks: Any) -> dict[str, list[str]]:
 
 @renamed_fields(n_hvp="num_hvp")
 @dataclass
-class BlockSpectra(Result):
+class BlockSpectraResult(Result):
     """Per block (rows, in `blocks` order): eigenvalues/residuals/converged [n_blocks, top_k], trace and
     its standard error [n_blocks] (Hutch++), num_params per block, num_hvp over all blocks."""
 
@@ -96,11 +96,11 @@ class BlockSpectra(Result):
 
     def summary(self) -> dict[str, Estimate]:
         """Per block: "<block>/eigenvalue_0" (the top eigenvalue with the certified residual bound
-        [λ − r, λ + r] of `HessianSpectrum.summary`, n = all HVPs) and "<block>/trace" (Hutch++, normal
+        [λ − r, λ + r] of `HessianSpectrumResult.summary`, n = all HVPs) and "<block>/trace" (Hutch++, normal
         95% interval, n = probes; absent with num_probes=0).
 
         Example:
-            >>> r = BlockSpectra(["a"], torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.tensor([[True]]),
+            >>> r = BlockSpectraResult(["a"], torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.tensor([[True]]),
             ...                  torch.tensor([5.0]), torch.tensor([1.0]), [3], "LM", 1, 9, 40)
             >>> r.summary()["a/eigenvalue_0"]
             Estimate(value=2.0, ci95=(1.5, 2.5), n=40)
@@ -137,7 +137,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
                   which: str = "LM", tol: float = 1e-3, max_hvp: int | None = None, num_probes: int = 30,
                   weight_decay: float = 0.0, seed: int = 0, hvp_mode: str | None = None,
                   loss_reduction: str | None = None, distributed: bool | None = None,
-                  progress: bool = True) -> BlockSpectra:
+                  progress: bool = True) -> BlockSpectraResult:
     """Top-k eigenvalues (Lanczos, with residuals) and trace (Hutch++) of each block's Hessian.
 
     Args:
@@ -147,7 +147,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
         num_probes: Hutch++ probes per block for the trace (0: no trace, NaN).
         Other arguments as HessianOperator.
 
-    Returns: BlockSpectra (rows follow `blocks`).
+    Returns: BlockSpectraResult (rows follow `blocks`).
     """
     if not isinstance(num_probes, int) or isinstance(num_probes, bool) or (num_probes != 0 and num_probes < 3):
         raise ValueError(f"num_probes must be 0 (no trace) or an int >= 3, got {num_probes!r}")
@@ -172,6 +172,10 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
             tr = hessian_trace(None, None, None, operator=H, num_probes=num_probes, seed=seed, progress=progress)
             traces[r], stderrs[r] = tr.value, tr.stderr
         num_hvp += H.num_hvp
-    return BlockSpectra(blocks=list(resolved), eigenvalues=values, residuals=residuals, converged=converged,
+    return BlockSpectraResult(blocks=list(resolved), eigenvalues=values, residuals=residuals, converged=converged,
                         trace=traces, trace_stderr=stderrs, num_params=sizes, which=which, top_k=top_k,
                         num_probes=num_probes, num_hvp=num_hvp, prefixes=resolved)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"BlockSpectra": BlockSpectraResult}, __name__)

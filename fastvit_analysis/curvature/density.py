@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..common.deprecation import renamed_fields
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -36,7 +36,7 @@ from .operator import CurvatureOperator, HessianOperator, LossFn
 
 @renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianDensity(Result):
+class HessianDensityResult(Result):
     """SLQ nodes [probes, steps] and weights [probes, steps] (each probe's weights sum to 1), kept
     per probe so that `density_band` and `summary` can resample probes."""
 
@@ -79,7 +79,7 @@ class HessianDensity(Result):
         over probes, n = probes.
 
         Example:
-            >>> r = HessianDensity(torch.tensor([[-1.0, 2.0], [-1.0, 3.0]]),
+            >>> r = HessianDensityResult(torch.tensor([[-1.0, 2.0], [-1.0, 3.0]]),
             ...                    torch.tensor([[0.5, 0.5], [0.25, 0.75]]), 4, 10)
             >>> s = r.summary()
             >>> s["negative_mass"].value, s["mean"].value, s["mean"].n
@@ -117,7 +117,7 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
                     seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
                     hvp_mode: str | None = None, loss_reduction: str | None = None,
                     distributed: bool | None = None, operator: CurvatureOperator | None = None,
-                    output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensity:
+                    output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensityResult:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:
@@ -129,7 +129,7 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         loss_reduction, distributed: see HessianOperator. operator: a ready curvature operator (GGN,
             empirical Fisher) instead of the Hessian; model/loss_fn/data are then ignored.
 
-    Returns: HessianDensity with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
+    Returns: HessianDensityResult with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
 
     Example:
         >>> res = hessian_density(model, nn.CrossEntropyLoss(), loader, num_probes=5)  # doctest: +SKIP
@@ -157,4 +157,8 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         theta, S = torch.linalg.eigh(T)
         nodes.append(theta.cpu())
         weights.append((S[:, 0, :] ** 2).cpu())
-    return HessianDensity(nodes=torch.cat(nodes), weights=torch.cat(weights), num_hvp=H.num_hvp, num_params=P)
+    return HessianDensityResult(nodes=torch.cat(nodes), weights=torch.cat(weights), num_hvp=H.num_hvp, num_params=P)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianDensity": HessianDensityResult}, __name__)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..common.batches import iter_batches
 from ..common.fingerprint import fingerprint, hash_tensors
-from ..common.deprecation import renamed_fields
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
@@ -44,7 +44,7 @@ SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 @renamed_fields(n_hvp="num_hvp")
 @dataclass
-class MaxEigenvalueSpectrum(Result):
+class MaxEigenvalueSpectrumResult(Result):
     """Per-mini-batch top-k eigenvalues [num_batches, top_k] (signed, ordered best-first for `which`).
 
     negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
@@ -89,7 +89,7 @@ class MaxEigenvalueSpectrum(Result):
         fractions and the positive mean are ratios of pooled totals over the resampled mini-batches.
 
         Example:
-            >>> r = MaxEigenvalueSpectrum(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
+            >>> r = MaxEigenvalueSpectrumResult(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
             ...                           torch.ones(2, 2, dtype=torch.bool), 0.25, 2.0, 16, "LM", 10)
             >>> s = r.summary()
             >>> s["negative_fraction"].value, s["positive_mean"].value, s["positive_mean"].n
@@ -154,7 +154,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                             batches_per_pass: int = 8, out: str | os.PathLike | None = None,
                             resume: bool = True, hvp_mode: str = "forward-over-reverse",
                             output_fn: OutputFn | None = None, warm_start: bool = False,
-                            progress: bool = True) -> MaxEigenvalueSpectrum:
+                            progress: bool = True) -> MaxEigenvalueSpectrumResult:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
 
     Args:
@@ -179,7 +179,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             products on untrained nets (bench/bench_curvature.py::test_max_eigen_warm_vs_cold). A warm
             chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
 
-    Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
+    Returns: MaxEigenvalueSpectrumResult with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
     Example:
         >>> res = max_eigenvalue_spectrum(model, nn.CrossEntropyLoss(), train_loader, num_batches=320)  # doctest: +SKIP
@@ -274,8 +274,12 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
     residuals = torch.tensor([nan_for_none(r["residuals"]) for r in results], dtype=torch.float64)
     scale = values.abs().amax(dim=1, keepdim=True)
     positive = values[values > 0]
-    return MaxEigenvalueSpectrum(
+    return MaxEigenvalueSpectrumResult(
         eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale,
         negative_fraction=float((values < 0).double().mean()),
         positive_mean=float(positive.mean()) if positive.numel() else float("nan"),
         batch_size=batch_size, which=which, num_hvp=int(sum(r["n_hvp"] for r in results)))
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"MaxEigenvalueSpectrum": MaxEigenvalueSpectrumResult}, __name__)

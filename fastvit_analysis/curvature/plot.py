@@ -83,9 +83,9 @@ def plot_max_eigenvalue_spectrum(result: Any, axes=None, *, bins: int = 40, labe
 
 def plot_density(result: Any, ax=None, *, grid: Any = None, sigma: float | None = None, num: int = 1000,
                  log: bool = True, label: str | None = None, band: bool = True):
-    """Smoothed SLQ eigenvalue density of a HessianDensity result; returns (figure, ax).
+    """Smoothed SLQ eigenvalue density of a HessianDensityResult result; returns (figure, ax).
 
-    band: shade the pointwise 95% band over probes (`HessianDensity.density_band`)."""
+    band: shade the pointwise 95% band over probes (`HessianDensityResult.density_band`)."""
     plt = _pyplot()
     nodes = result.nodes.double()
     if grid is None:

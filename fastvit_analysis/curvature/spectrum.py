@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from ..common.deprecation import renamed_fields
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -29,7 +29,7 @@ from .power import power_iteration
 
 @renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianSpectrum(Result):
+class HessianSpectrumResult(Result):
     """Top-k eigenvalues of a Hessian.
 
     eigenvalues [k]: "LA" descending, "SA" ascending, "LM" by descending |λ| (signed).
@@ -57,7 +57,7 @@ class HessianSpectrum(Result):
 
         Example:
             >>> import torch
-            >>> r = HessianSpectrum(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
+            >>> r = HessianSpectrumResult(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
             ...                     "LA", "lanczos", 1e-3, 10)
             >>> r.summary()["eigenvalue_0"]
             Estimate(value=3.0, ci95=(2.5, 3.5), n=12)
@@ -80,7 +80,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
                      max_basis: int | None = None, hvp_mode: str | None = None,
                      loss_reduction: str | None = None, distributed: bool | None = None,
                      operator: CurvatureOperator | None = None, output_fn: OutputFn | None = None,
-                     progress: bool = True) -> HessianSpectrum:
+                     progress: bool = True) -> HessianSpectrumResult:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
     Args:
@@ -102,7 +102,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         operator: a ready curvature operator (GGNOperator, EmpiricalFisherOperator, a HessianOperator
             you built) to use instead of the Hessian; model/loss_fn/data are then ignored (pass None).
 
-    Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], num_hvp.
+    Returns: HessianSpectrumResult with eigenvalues [top_k], residuals [top_k], converged [top_k], num_hvp.
 
     Example:
         >>> res = hessian_spectrum(model, nn.CrossEntropyLoss(), loader, top_k=5, which="LM")  # doctest: +SKIP
@@ -149,7 +149,11 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         order = order_by(values, which_used)
         values, vectors, residuals = values[order], vectors[order], residuals[order]
     scale = float(values.abs().max())
-    return HessianSpectrum(
+    return HessianSpectrumResult(
         eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale, num_hvp=H.num_hvp,
         which=which_used, method=method, tol=tol, num_params=P,
         eigenvectors=vectors.detach() if return_eigenvectors else None)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianSpectrum": HessianSpectrumResult}, __name__)

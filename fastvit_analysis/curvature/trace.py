@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ..common.deprecation import renamed_fields
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate, normal_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -30,7 +30,7 @@ METHODS = ("hutch++", "hutchinson")
 
 @renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianTrace(Result):
+class HessianTraceResult(Result):
     """Estimated trace `value` with its standard error `stderr` (of the random part), `num_hvp` used."""
 
     value: float
@@ -44,7 +44,7 @@ class HessianTrace(Result):
         """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (docs/methods.md §5).
 
         Example:
-            >>> HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95
+            >>> HessianTraceResult(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95
             (8.040036015459947, 11.959963984540053)
         """
         return {"trace": normal_interval(self.value, self.stderr, self.num_probes)}
@@ -55,7 +55,7 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
                   params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
                   hvp_mode: str | None = None, loss_reduction: str | None = None,
                   distributed: bool | None = None, operator: CurvatureOperator | None = None,
-                  output_fn: OutputFn | None = None, progress: bool = True) -> HessianTrace:
+                  output_fn: OutputFn | None = None, progress: bool = True) -> HessianTraceResult:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
@@ -79,5 +79,9 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
     value, stderr, _ = estimator(H, num_probes, generator=gen, chunk=chunk_size, progress=progress)
-    return HessianTrace(value=value, stderr=stderr, num_hvp=H.num_hvp, num_probes=num_probes, method=method,
+    return HessianTraceResult(value=value, stderr=stderr, num_hvp=H.num_hvp, num_probes=num_probes, method=method,
                         num_params=H.num_params)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianTrace": HessianTraceResult}, __name__)
