@@ -165,3 +165,20 @@ def test_old_result_class_names_warn_and_are_the_new_classes(module):
     assert found >= 1
     with pytest.raises(AttributeError):
         getattr(mod, "NoSuchResult")
+
+
+def test_cli_and_api_share_the_solver_defaults():
+    """--which/--tol of `hessian` are the defaults of every API function that takes them; hvp_mode
+    defaults to None (auto) everywhere (the CLI has no flag for it)."""
+    import inspect
+
+    from fastvit_analysis.cli.main import build_parser
+
+    args = build_parser().parse_args(["hessian", "--model", "demo_resnet"])
+    for fn in (fa.hessian_spectrum, fa.max_eigenvalue_spectrum, fa.block_spectra):
+        params = inspect.signature(fn).parameters
+        assert params["which"].default == args.which == "LM", fn.__name__
+        assert params["tol"].default == args.tol == 1e-3, fn.__name__
+    for fn in (fa.hessian_spectrum, fa.hessian_trace, fa.hessian_density, fa.max_eigenvalue_spectrum,
+               fa.block_spectra):
+        assert inspect.signature(fn).parameters["hvp_mode"].default is None, fn.__name__

@@ -152,7 +152,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                             max_hvp: int = 300, max_basis: int | None = None, weight_decay: float = 0.0,
                             params: Sequence[str] | str | None = None, seed: int = 0,
                             batches_per_pass: int = 8, out: str | os.PathLike | None = None,
-                            resume: bool = True, hvp_mode: str = "forward-over-reverse",
+                            resume: bool = True, hvp_mode: str | None = None,
                             output_fn: OutputFn | None = None, warm_start: bool = False,
                             progress: bool = True) -> MaxEigenvalueSpectrumResult:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
@@ -164,6 +164,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         transform: applied to each mini-batch's inputs [batch_size, ...] (a training augmentation);
             seeded per mini-batch (seed, index), so results are reproducible and resumable.
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
+        hvp_mode: as hessian_spectrum's; None (the default everywhere) is "forward-over-reverse" here
+            (the mini-batches are vmapped, which double backward cannot do).
         batches_per_pass: mini-batches solved together (vmap); memory grows with it.
         out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
             folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
@@ -186,6 +188,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         >>> res.negative_fraction, res.plot()                                                     # doctest: +SKIP
     """
     check_which(which)
+    hvp_mode = hvp_mode or "forward-over-reverse"  # the recorded setting stays what it was before None
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):

@@ -73,8 +73,8 @@ def _residuals(H: CurvatureOperator, values: Tensor, vectors: Tensor) -> Tensor:
     return explicit_residuals(H, values.unsqueeze(0), vectors.unsqueeze(0))[0]
 
 
-def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int = 5, which: str = "LA",
-                     tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
+def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int = 5, which: str = "LM",
+                     tol: float = 1e-3, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
                      max_basis: int | None = None, hvp_mode: str | None = None,
@@ -87,7 +87,8 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         output_fn: model output -> logits for dict/tuple/ModelOutput models the default rule
             (common/outputs.py: a tensor, .logits, ["logits"], the first element) does not cover.
         data: one (inputs, targets) batch or an iterable of batches (full-data Hessian).
-        which: "LA" algebraically largest, "SA" smallest (most negative), "LM" largest magnitude.
+        which: "LM" largest magnitude (signed; the default, as the paper and the CLI), "LA" algebraically
+            largest, "SA" smallest (most negative).
         tol: converged when ‖Hv − λv‖ <= tol·|λ|max (checked explicitly at the end).
         max_hvp: budget of HVPs for the Krylov iteration (default 1000).
         method: "lanczos" (thick-restart Lanczos, full re-orthogonalisation) or "power" (PyHessian's
