@@ -182,3 +182,25 @@ def test_cli_and_api_share_the_solver_defaults():
     for fn in (fa.hessian_spectrum, fa.hessian_trace, fa.hessian_density, fa.max_eigenvalue_spectrum,
                fa.block_spectra):
         assert inspect.signature(fn).parameters["hvp_mode"].default is None, fn.__name__
+
+
+def test_prefix_tokens_keeps_its_old_name():
+    from fastvit_analysis.features.extract import LatentSpec, to_feature_map
+    from fastvit_analysis.features.variance import per_map_variance
+
+    z = torch.randn(2, 1 + 16, 3)
+    with pytest.warns(DeprecationWarning, match="num_prefix_tokens"):
+        old = to_feature_map(z, prefix_tokens=1)
+    assert torch.equal(old, to_feature_map(z, num_prefix_tokens=1))
+    with pytest.warns(DeprecationWarning, match="num_prefix_tokens"):
+        assert torch.equal(per_map_variance(z, prefix_tokens=1), per_map_variance(z, num_prefix_tokens=1))
+    with pytest.warns(DeprecationWarning, match="num_prefix_tokens"):
+        spec = LatentSpec("a", "a", prefix_tokens=2)
+    assert spec.num_prefix_tokens == 2
+    with pytest.warns(DeprecationWarning, match="num_prefix_tokens"):
+        assert spec.prefix_tokens == 2
+    feats = fa.extract_features(_vit(), torch.randn(1, 3, 16, 16))
+    with pytest.warns(DeprecationWarning, match="num_prefix_tokens"):
+        assert feats.prefix_tokens == feats.num_prefix_tokens
+    with pytest.raises(TypeError, match="num_prefix_tokens"):
+        to_feature_map(z, prefix_tokens=1, num_prefix_tokens=1)
