@@ -204,3 +204,18 @@ def test_prefix_tokens_keeps_its_old_name():
         assert feats.prefix_tokens == feats.num_prefix_tokens
     with pytest.raises(TypeError, match="num_prefix_tokens"):
         to_feature_map(z, prefix_tokens=1, num_prefix_tokens=1)
+
+
+def test_train_data_keyword_keeps_its_old_name(tmp_path):
+    x, y = torch.randn(8, 4), torch.randint(3, (8,))
+    kwargs = dict(epochs=1, batch_size=4, mixup=0.0, cutmix=0.0, randaugment=None, crop_flip=False, progress=False)
+    def model():
+        torch.manual_seed(0)
+        m = nn.Linear(4, 3)
+        m.num_classes = 3
+        return m
+    with pytest.warns(DeprecationWarning, match="use data="):
+        old = fa.train(model(), train_data=(x, y), **kwargs)
+    new = fa.train(model(), data=(x, y), **kwargs)
+    assert old.epochs_completed == new.epochs_completed == 1
+    assert old.history[0]["train_loss"] == new.history[0]["train_loss"]

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from ..common.deprecation import renamed_fields
 from ..common.batches import materialize_batches, model_device
+from ..common.deprecation import renamed_fields, renamed_kwargs
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
@@ -334,11 +334,13 @@ def default_points_per_pass(device: torch.device) -> int:
     return 1 if torch.device(device).type == "cpu" else 4
 
 
-def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tensor, Tensor]],
+@renamed_kwargs(batches="data")
+def evaluate_points(model: nn.Module, loss_fn: LossFn, data: list[tuple[Tensor, Tensor]],
                     base: dict[str, Tensor], directions: list[Direction], coords: Sequence[Sequence[float]],
                     *, buffers: dict[str, Tensor] | None = None,
                     output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> list[dict[str, float]]:
-    """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
+    """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch of
+    `data` (a list of (inputs, targets) batches).
 
     `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
     (a direction entry for a buffer name moves it too, e.g. BatchNorm statistics along an
@@ -351,7 +353,7 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
         moving = {n: t for n, t in base.items() if n in moving_names}
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
-        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn,
+        return _PointEvaluator(model, moving, fixed, shared, directions, data, loss_fn,
                                check_output_fn(output_fn), loss_reduction)(coords)
 
 
