@@ -100,7 +100,7 @@ def section_attention(sec: Section, device: torch.device, tiny: bool) -> None:
 
     from fastvit_analysis.attention import fused_attention
 
-    backend = "triton" if device.type == "cuda" else "torch"
+    backend = "triton" if device.type == "cuda" else "eager"
     sizes = [(2, 2, 17)] if tiny else [(32, 12, 197), (8, 12, 1024), (2, 12, 4096)]
     dtypes = [torch.float32] if tiny else [torch.float16, torch.bfloat16]
     head_dim, reps = (16, 2) if tiny else (64, 10)

@@ -219,3 +219,16 @@ def test_train_data_keyword_keeps_its_old_name(tmp_path):
     new = fa.train(model(), data=(x, y), **kwargs)
     assert old.epochs_completed == new.epochs_completed == 1
     assert old.history[0]["train_loss"] == new.history[0]["train_loss"]
+
+
+def test_attention_backend_speaks_the_ops_vocabulary():
+    from fastvit_analysis.attention.fused import resolve_backend
+    from fastvit_analysis.ops._backend import BACKENDS as OPS_BACKENDS
+
+    q = k = v = torch.randn(1, 2, 5, 16)
+    assert resolve_backend(torch.device("cpu")) == "eager" and "eager" in OPS_BACKENDS
+    with pytest.warns(DeprecationWarning, match="backend='eager'"):
+        old = fa.fused_attention(q, k, v, backend="torch")
+    assert torch.equal(old, fa.fused_attention(q, k, v, backend="eager"))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fa.fused_attention(q, k, v, backend="compiled")
