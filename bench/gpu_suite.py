@@ -268,7 +268,7 @@ def section_max_eigen(sec: Section, device: torch.device, tiny: bool) -> None:
 
     def run(per_pass):
         return lambda: max_eigenvalue_spectrum(model, torch.nn.CrossEntropyLoss(), (x, y),
-                                               batches_per_pass=per_pass, **kwargs)
+                                               per_pass=per_pass, **kwargs)
 
     def measure():
         t_batched = timed(run(min(8, batches)), device, reps=1, warmup=1)
@@ -317,7 +317,7 @@ def section_landscape(sec: Section, device: torch.device, tiny: bool) -> None:
 
     def run(per_pass):
         return lambda: loss_landscape(model, torch.nn.CrossEntropyLoss(), (x, y), steps=steps, dims=1,
-                                      points_per_pass=per_pass, progress=False, resume=False)
+                                      per_pass=per_pass, progress=False, resume=False)
 
     def measure():
         t1 = timed(run(1), device, reps=1, warmup=1)

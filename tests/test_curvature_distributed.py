@@ -66,7 +66,7 @@ WORKER = SETUP + textwrap.dedent("""
     report["sum"] = analyses(torch.float64, shard_batches(make_data(torch.float64)), "sum")
     x = torch.cat([x for x, _ in make_data(torch.float64)]); y = torch.cat([y for _, y in make_data(torch.float64)])
     me = max_eigenvalue_spectrum(make_model(torch.float64), nn.CrossEntropyLoss(), (x, y), batch_size=2, top_k=2,
-                                 batches_per_pass=2, tol=1e-8, progress=False)
+                                 per_pass=2, tol=1e-8, progress=False)
     report["max_eigen"] = me.eigenvalues.tolist()
     with open(f"{sys.argv[1]}/rank{rank}.json", "w") as f:
         json.dump(report, f)
@@ -110,7 +110,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     data = scope["make_data"](torch.float64)
     x, y = torch.cat([a for a, _ in data]), torch.cat([b for _, b in data])
     want_me = max_eigenvalue_spectrum(scope["make_model"](torch.float64), nn.CrossEntropyLoss(), (x, y), batch_size=2,
-                                      top_k=2, batches_per_pass=2, tol=1e-8, progress=False).eigenvalues
+                                      top_k=2, per_pass=2, tol=1e-8, progress=False).eigenvalues
 
     (tmp_path / "worker.py").write_text(WORKER)
     proc = _torchrun([str(tmp_path / "worker.py"), str(tmp_path)], tmp_path)

@@ -191,12 +191,12 @@ def test_unpatchable_fused_attention_gives_a_clear_error():
 def test_vectors_per_pass_only_changes_the_chunking():
     model, data = mlp(), batch("mlp")
     V = torch.randn(5, sum(p.numel() for p in model.parameters()), dtype=torch.float64)
-    one_pass = HessianOperator(model, CE, data, vectors_per_pass=5).matmat(V)
+    one_pass = HessianOperator(model, CE, data, per_pass=5).matmat(V)
     for chunk in (1, 3):
-        assert torch.allclose(HessianOperator(model, CE, data, vectors_per_pass=chunk).matmat(V), one_pass,
+        assert torch.allclose(HessianOperator(model, CE, data, per_pass=chunk).matmat(V), one_pass,
                               atol=1e-12)
-    with pytest.raises(ValueError, match="vectors_per_pass"):
-        HessianOperator(model, CE, data, vectors_per_pass=0)
+    with pytest.raises(ValueError, match="per_pass"):
+        HessianOperator(model, CE, data, per_pass=0)
 
 
 @pytest.mark.parametrize("kind", ["cnn", "vit"])

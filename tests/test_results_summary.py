@@ -232,3 +232,78 @@ def test_attention_backend_speaks_the_ops_vocabulary():
     assert torch.equal(old, fa.fused_attention(q, k, v, backend="eager"))
     with pytest.raises(ValueError, match="backend must be one of"):
         fa.fused_attention(q, k, v, backend="compiled")
+
+
+def test_per_pass_keeps_its_old_names():
+    model, data = _mlp(), _batches(n=2)
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        H = fa.HessianOperator(model, CE, data, vectors_per_pass=3)
+    assert H.per_pass == 3
+    with pytest.warns(DeprecationWarning, match="per_pass"):
+        assert H.vectors_per_pass == 3
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        old = fa.hessian_trace(model, CE, data, num_probes=4, chunk_size=2, progress=False)
+    assert old.value == fa.hessian_trace(model, CE, data, num_probes=4, per_pass=2, progress=False).value
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        fa.loss_landscape(model, CE, data, steps=2, dims=1, points_per_pass=2, progress=False)
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        fa.max_eigenvalue_spectrum(model, CE, data[0], batch_size=2, top_k=1, batches_per_pass=2, progress=False)
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        fa.hessian_density(model, CE, data, num_probes=2, steps=4, probes_per_pass=1, progress=False)
+    with pytest.warns(DeprecationWarning, match="use per_pass="):
+        assert fa.run_sweep(lambda pts: [{"v": p} for p in pts], [1, 2, 3], chunk_size=2,
+                            progress=False)[2]["v"] == 3
+
+
+OLD_NAMES = {"n_hvp", "n_samples", "n_batches", "vectors_per_pass", "probes_per_pass", "batches_per_pass",
+             "points_per_pass", "chunk_size", "train_data", "batches", "prefix_tokens"}
+PUBLIC_MODULES = ["fastvit_analysis.curvature", "fastvit_analysis.landscape", "fastvit_analysis.features",
+                  "fastvit_analysis.training", "fastvit_analysis.sweep", "fastvit_analysis.attention",
+                  "fastvit_analysis.ops", "fastvit_analysis.claims", "fastvit_analysis.landscape.grid",
+                  "fastvit_analysis.features.extract", "fastvit_analysis.features.variance",
+                  "fastvit_analysis.features.shape_bias", "fastvit_analysis.training.result"]
+
+
+def _public_objects():
+    import importlib
+
+    seen = {}
+    for name in fa.__all__:
+        if name != "__version__":
+            seen[f"fastvit_analysis.{name}"] = getattr(fa, name)
+    for module in PUBLIC_MODULES:
+        mod = importlib.import_module(module)
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name, None)
+            if callable(obj):
+                seen[f"{module}.{name}"] = obj
+    from fastvit_analysis.features.extract import to_feature_map
+    from fastvit_analysis.features.variance import per_map_variance
+
+    seen["to_feature_map"], seen["per_map_variance"] = to_feature_map, per_map_variance  # not in __all__
+    return seen
+
+
+def test_no_old_name_in_a_public_signature():
+    """The vocabulary (docs/api.md "Names"): no public function, constructor or result field uses a
+    replaced name (the deprecated aliases live in decorators, which signatures do not show)."""
+    import dataclasses
+    import inspect
+
+    found = []
+    for where, obj in _public_objects().items():
+        targets = [obj]
+        if inspect.isclass(obj):
+            assert obj.__name__ not in {"HessianSpectrum", "HessianTrace", "HessianDensity",
+                                        "MaxEigenvalueSpectrum", "BlockSpectra"}, where
+            targets = [obj.__init__]
+            if dataclasses.is_dataclass(obj):
+                found += [f"{where}.{f.name}" for f in dataclasses.fields(obj) if f.name in OLD_NAMES]
+        for fn in targets:
+            try:
+                params = inspect.signature(fn).parameters
+            except (TypeError, ValueError):
+                continue
+            found += [f"{where}({p})" for p in params if p in OLD_NAMES]
+    assert not found, found
+    assert len(_public_objects()) > 40  # the scan reaches the API

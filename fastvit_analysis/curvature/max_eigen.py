@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
+from ..common.deprecation import module_aliases, renamed_fields, renamed_kwargs
 from ..common.fingerprint import fingerprint, hash_tensors
-from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
@@ -146,12 +146,13 @@ def _mini_batches(data: Any, batch_size: int, num_batches: int | None) -> tuple[
     return x, y
 
 
+@renamed_kwargs(batches_per_pass="per_pass")
 def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, batch_size: int = 16,
                             num_batches: int | None = None, top_k: int = 5, which: str = "LM",
                             transform: Callable[[Tensor], Tensor] | None = None, tol: float = 1e-3,
                             max_hvp: int = 300, max_basis: int | None = None, weight_decay: float = 0.0,
                             params: Sequence[str] | str | None = None, seed: int = 0,
-                            batches_per_pass: int = 8, out: str | os.PathLike | None = None,
+                            per_pass: int = 8, out: str | os.PathLike | None = None,
                             resume: bool = True, hvp_mode: str | None = None,
                             output_fn: OutputFn | None = None, warm_start: bool = False,
                             progress: bool = True) -> MaxEigenvalueSpectrumResult:
@@ -166,7 +167,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
         hvp_mode: as hessian_spectrum's; None (the default everywhere) is "forward-over-reverse" here
             (the mini-batches are vmapped, which double backward cannot do).
-        batches_per_pass: mini-batches solved together (vmap); memory grows with it.
+        per_pass: mini-batches solved together (vmap); memory grows with it.
         out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
             folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
             with any of them changed is refused (StaleResultsError naming it) unless resume=False.
@@ -177,7 +178,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             Rayleigh-Ritz with explicit residuals (curvature.warm); False: thick-restart Lanczos from a
             random vector each. Both stop at the same criterion, residual <= tol·|λ|max, so the
             eigenvalues agree to tol. Default False, what measured fastest: warm starts save 15-19% of
-            the products on a trained CNN but not the time at batches_per_pass=8, and cost more
+            the products on a trained CNN but not the time at per_pass=8, and cost more
             products on untrained nets (bench/bench_curvature.py::test_max_eigen_warm_vs_cold). A warm
             chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
 
@@ -193,8 +194,8 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
         raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
-    if not isinstance(batches_per_pass, int) or batches_per_pass < 1:
-        raise ValueError(f"batches_per_pass must be a positive int, got {batches_per_pass!r}")
+    if not isinstance(per_pass, int) or per_pass < 1:
+        raise ValueError(f"per_pass must be a positive int, got {per_pass!r}")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
     check_output_fn(output_fn)
@@ -272,7 +273,7 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                       "loss_reduction": getattr(loss_fn, "reduction", None), "output_fn": output_fn,
                       "warm_start": warm_start})
     results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta, fingerprint=print_,
-                        chunk_size=batches_per_pass, desc="max_eigenvalue_spectrum", progress=progress)
+                        per_pass=per_pass, desc="max_eigenvalue_spectrum", progress=progress)
     values = torch.tensor([nan_for_none(r["eigenvalues"]) for r in results], dtype=torch.float64)
     residuals = torch.tensor([nan_for_none(r["residuals"]) for r in results], dtype=torch.float64)
     scale = values.abs().amax(dim=1, keepdim=True)

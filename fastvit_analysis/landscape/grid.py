@@ -359,21 +359,21 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, data: list[tuple[Tensor, 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],
                buffers: dict[str, Tensor] | None, directions: list[Direction], coordinates: list[np.ndarray],
-               l2_coef: float, out: str | os.PathLike | None, resume: bool, points_per_pass: int | None,
+               l2_coef: float, out: str | os.PathLike | None, resume: bool, per_pass: int | None,
                progress: bool, desc: str, meta_extra: dict[str, Any],
                output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> LandscapeResult:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
-    if points_per_pass is not None and (not isinstance(points_per_pass, int) or isinstance(points_per_pass, bool)
-                                        or points_per_pass < 1):
-        raise ValueError(f"points_per_pass: expected an int >= 1 or None, got {points_per_pass!r}")
+    if per_pass is not None and (not isinstance(per_pass, int) or isinstance(per_pass, bool)
+                                        or per_pass < 1):
+        raise ValueError(f"per_pass: expected an int >= 1 or None, got {per_pass!r}")
     if not isinstance(l2_coef, (int, float)) or not math.isfinite(l2_coef):
         raise ValueError(f"l2_coef: expected a finite number, got {l2_coef!r}")
     check_output_fn(output_fn)
     loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
     device = model_device(model)
-    if points_per_pass is None:
-        points_per_pass = default_points_per_pass(device)
+    if per_pass is None:
+        per_pass = default_points_per_pass(device)
     batches = materialize_batches(data, device=device, name="data")
     dims = len(coordinates)
     index = [(i,) for i in range(len(coordinates[0]))] if dims == 1 else \
@@ -395,7 +395,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
                       "l2_coef": float(l2_coef), "loss_fn": loss_fn,
                       "loss_reduction": loss_reduction, "output_fn": output_fn, **meta_extra})
     results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, fingerprint=print_,
-                        chunk_size=points_per_pass, desc=desc, progress=progress)
+                        per_pass=per_pass, desc=desc, progress=progress)
     shape = tuple(len(c) for c in coordinates)
     nll = np.array([float(nan_for_none(r["nll"])) for r in results]).reshape(shape)
     acc = 100.0 * np.array([float(nan_for_none(r["accuracy"])) for r in results]).reshape(shape)
@@ -412,11 +412,12 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
                            **per_batch)
 
 
+@renamed_kwargs(points_per_pass="per_pass")
 def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
                    directions: list[Direction] | Direction | None = None, steps: int = 21,
                    span: Span | Sequence[Span] = (-1.0, 1.0), dims: int = 2, l2_coef: float = 0.0,
                    out: str | os.PathLike | None = None, resume: bool = True,
-                   points_per_pass: int | None = None, seed: int = 0, norm: str = "filter",
+                   per_pass: int | None = None, seed: int = 0, norm: str = "filter",
                    output_fn: OutputFn | None = None, loss_reduction: str | None = None,
                    progress: bool = True) -> LandscapeResult:
     """Loss (and accuracy) of `model` on a `steps`-point line (dims=1) or `steps`×`steps` grid (dims=2).
@@ -437,8 +438,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
         loss_reduction: 'mean' or 'sum' when loss_fn has no `.reduction` (default 'mean'): the NLL is
             the loss over all samples at once (batches weighted by size, or summed), whatever the batching.
         out: directory to write finished points to as they complete (resume with the same call).
-        points_per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
-            activations are points_per_pass times larger); 1 evaluates point by point. Default
+        per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
+            activations are per_pass times larger); 1 evaluates point by point. Default
             (None): 1 on CPU, where stacking measured slower (see `default_points_per_pass`), 4 on GPUs.
         progress: tqdm bar on rank 0.
 
@@ -465,5 +466,5 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
     base = {n: p.detach() for n, p in model.named_parameters()}
     return _landscape(model, loss_fn, data, base=base, buffers=None, directions=directions,
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
-                      points_per_pass=points_per_pass, progress=progress, desc="landscape",
+                      per_pass=per_pass, progress=progress, desc="landscape",
                       meta_extra={}, output_fn=output_fn, loss_reduction=loss_reduction)
