@@ -276,9 +276,10 @@ def _max_eigen_measure(key: str) -> Callable[[Any], _Measure | None]:
             import torch
 
             v = torch.as_tensor(_floats(values))
+            num_hvp = _field(result, "num_hvp", _field(result, "n_hvp", 0))  # n_hvp: JSON written before 16.6
             result = MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
-                                           float("nan"), float("nan"), int(_field(result, "batch_size", 0)),
-                                           str(_field(result, "which", "LM")), int(_field(result, "num_hvp", _field(result, "n_hvp", 0))))
+                                                 float("nan"), float("nan"), int(_field(result, "batch_size", 0)),
+                                                 str(_field(result, "which", "LM")), int(num_hvp))
         estimate = result.summary(quantiles=())[key]
         stat = _ratio_01 if key == "negative_fraction" else _ratio_23
         return _Measure(estimate, result.per_batch_totals(), stat, "mini-batches")
