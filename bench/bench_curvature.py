@@ -131,7 +131,7 @@ def test_hvp_cost(benchmark, name, member):
     H = HessianOperator(model, CE, data, hvp_mode=mode)
     V = torch.randn(K, H.num_params, device=DEVICE)
     rounds = 3 if FULL or ON_GPU else 1
-    benchmark.extra_info["vectors_per_pass"] = H.vectors_per_pass if member.startswith("matmat") else 1
+    benchmark.extra_info["vectors_per_pass"] = H.per_pass if member.startswith("matmat") else 1
     if member == "matmat_double_backward":
         # a fresh operator per round: the timing includes building the kept first-order graph
         out = pedantic(benchmark, lambda: HessianOperator(model, CE, data, hvp_mode=mode).matmat(V), rounds=rounds)
@@ -200,7 +200,7 @@ def test_top5_vs_pyhessian(benchmark, member):
                                                           hvp_mode=mode, progress=False),
                                  rounds=1, iterations=1, warmup_rounds=0)
         benchmark.extra_info.update({"eigenvalues": res.eigenvalues.tolist(), "residuals": res.residuals.tolist(),
-                                     "n_hvp": res.n_hvp, "converged": bool(res.converged.all())})
+                                     "n_hvp": res.num_hvp, "converged": bool(res.converged.all())})
     model.zero_grad(set_to_none=True)
 
 
@@ -229,11 +229,11 @@ def test_max_eigenvalue_spectrum_batched_vs_loop(benchmark, member):
         values = benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
     else:
         res = benchmark.pedantic(lambda: max_eigenvalue_spectrum(model, CE, (x, y), batch_size=MB_SIZE, top_k=5,
-                                                                 tol=1e-3, max_hvp=300, batches_per_pass=MB_COUNT,
+                                                                 tol=1e-3, max_hvp=300, per_pass=MB_COUNT,
                                                                  progress=False),
                                  rounds=1, iterations=1, warmup_rounds=0)
         values = res.eigenvalues
-        benchmark.extra_info["n_hvp_per_mini_batch"] = res.n_hvp / MB_COUNT
+        benchmark.extra_info["n_hvp_per_mini_batch"] = res.num_hvp / MB_COUNT
     benchmark.extra_info["max_eigenvalue_mean"] = float(values[:, 0].abs().mean())
 
 
@@ -241,9 +241,9 @@ def test_max_eigenvalue_spectrum_batched_vs_loop(benchmark, member):
 # Issue 15.2's baseline: 39.5 HVPs per mini-batch (top-5 LM, tol 1e-3, demo_resnet, 16 mini-batches of
 # 16). Both members stop at residual <= tol·|λ|max (explicit residuals), so eigenvalues agree to tol.
 # Measured (2 shared CPU cores, load ~16, 1 thread; small_cnn after 60 AdamW steps, 16 px, 16x16, top-5,
-# tol 1e-3): HVPs per mini-batch cold/warm 18.2/15.5 at batches_per_pass=1 (148/117 s) and 21.0/17.0 at
-# batches_per_pass=8 (39.0/43.0 s); top eigenvalues equal to ~1e-6 relative. Warm saves 15-19% of the
-# products, far from the issue's 50% target, and is not faster at the default batches_per_pass=8, so
+# tol 1e-3): HVPs per mini-batch cold/warm 18.2/15.5 at per_pass=1 (148/117 s) and 21.0/17.0 at
+# per_pass=8 (39.0/43.0 s); top eigenvalues equal to ~1e-6 relative. Warm saves 15-19% of the
+# products, far from the issue's 50% target, and is not faster at the default per_pass=8, so
 # the default stays cold (warm_start=False). On the untrained test MLP warm cost more (211 vs 178).
 
 WARM_COUNT, WARM_SIZE, WARM_IMAGE = 16, 16, 16
@@ -276,8 +276,8 @@ def test_max_eigen_warm_vs_cold(benchmark, member, batches_per_pass):
         benchmark.extra_info["reference"] = True
     res = benchmark.pedantic(lambda: max_eigenvalue_spectrum(
         model, CE, data, batch_size=WARM_SIZE, top_k=5, tol=1e-3, warm_start=member == "warm",
-        batches_per_pass=batches_per_pass, progress=False), rounds=1, iterations=1, warmup_rounds=0)
-    benchmark.extra_info["n_hvp_per_mini_batch"] = res.n_hvp / WARM_COUNT
+        per_pass=batches_per_pass, progress=False), rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.extra_info["n_hvp_per_mini_batch"] = res.num_hvp / WARM_COUNT
     benchmark.extra_info["all_converged"] = bool(res.converged.all())
     benchmark.extra_info["top_eigenvalue_mean"] = float(res.eigenvalues[:, 0].abs().mean())
 

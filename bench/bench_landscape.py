@@ -11,10 +11,10 @@ as the batched pass fits in memory.
 Members:
 - reference: the notebook's loop: deepcopy the model, add a·d1 + b·d2 to its parameters, eval(),
   forward under no_grad, per point;
-- functional_per_point: loss_landscape(points_per_pass=1): no copies, functional_call per point;
-- batched_vmap: loss_landscape(points_per_pass=4): the 4 points in one vmapped pass.
+- functional_per_point: loss_landscape(per_pass=1): no copies, functional_call per point;
+- batched_vmap: loss_landscape(per_pass=4): the 4 points in one vmapped pass.
 FASTVIT_BENCH_LANDSCAPE_SAMPLES sets the samples (default 8; 128 is closer to a real landscape).
-On CPU loss_landscape defaults to points_per_pass=1 because batched_vmap measured slower there.
+On CPU loss_landscape defaults to per_pass=1 because batched_vmap measured slower there.
 """
 import copy
 import json
@@ -96,7 +96,7 @@ def test_landscape_points(benchmark, name, member):
     else:
         ppp = 1 if member == "functional_per_point" else STEPS * STEPS
         benchmark.pedantic(lambda: loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs,
-                                                  steps=STEPS, points_per_pass=ppp, progress=False), **ROUNDS)
+                                                  steps=STEPS, per_pass=ppp, progress=False), **ROUNDS)
 
 
 WORKER = textwrap.dedent("""
@@ -110,7 +110,7 @@ WORKER = textwrap.dedent("""
     model, data = MODELS[sys.argv[3]](), _data()
     dist.barrier()
     t = time.perf_counter()
-    res = loss_landscape(model, nn.CrossEntropyLoss(), data, steps=STEPS, points_per_pass=1, progress=False)
+    res = loss_landscape(model, nn.CrossEntropyLoss(), data, steps=STEPS, per_pass=1, progress=False)
     dist.barrier()
     elapsed = time.perf_counter() - t
     if dist.get_rank() == 0:

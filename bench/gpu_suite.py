@@ -100,7 +100,7 @@ def section_attention(sec: Section, device: torch.device, tiny: bool) -> None:
 
     from fastvit_analysis.attention import fused_attention
 
-    backend = "triton" if device.type == "cuda" else "torch"
+    backend = "triton" if device.type == "cuda" else "eager"
     sizes = [(2, 2, 17)] if tiny else [(32, 12, 197), (8, 12, 1024), (2, 12, 4096)]
     dtypes = [torch.float32] if tiny else [torch.float16, torch.bfloat16]
     head_dim, reps = (16, 2) if tiny else (64, 10)
@@ -268,7 +268,7 @@ def section_max_eigen(sec: Section, device: torch.device, tiny: bool) -> None:
 
     def run(per_pass):
         return lambda: max_eigenvalue_spectrum(model, torch.nn.CrossEntropyLoss(), (x, y),
-                                               batches_per_pass=per_pass, **kwargs)
+                                               per_pass=per_pass, **kwargs)
 
     def measure():
         t_batched = timed(run(min(8, batches)), device, reps=1, warmup=1)
@@ -317,7 +317,7 @@ def section_landscape(sec: Section, device: torch.device, tiny: bool) -> None:
 
     def run(per_pass):
         return lambda: loss_landscape(model, torch.nn.CrossEntropyLoss(), (x, y), steps=steps, dims=1,
-                                      points_per_pass=per_pass, progress=False, resume=False)
+                                      per_pass=per_pass, progress=False, resume=False)
 
     def measure():
         t1 = timed(run(1), device, reps=1, warmup=1)

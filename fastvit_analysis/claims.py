@@ -237,7 +237,7 @@ def _landscape_measure(result: Any) -> _Measure | None:
                 coordinates=[_floats(c) for c in _field(result, "coordinates")], loss=_floats(_field(result, "loss")),
                 nll=_floats(_field(result, "nll")), accuracy=_floats(_field(result, "accuracy")),
                 l2_norm=_floats(_field(result, "l2_norm")), l2_coef=float(_field(result, "l2_coef", 0.0)),
-                n_samples=int(_field(result, "n_samples", 0)),
+                num_samples=int(_field(result, "num_samples", _field(result, "n_samples", 0))),
                 batch_loss_sum=None if per_batch is None else _floats(per_batch),
                 batch_correct=None if correct is None else _floats(correct),
                 batch_sizes=_field(result, "batch_sizes"))
@@ -260,18 +260,19 @@ def _ratio_23(t: np.ndarray) -> np.ndarray:
 
 def _max_eigen_measure(key: str) -> Callable[[Any], _Measure | None]:
     def measure(result: Any) -> _Measure | None:
-        from .curvature.max_eigen import MaxEigenvalueSpectrum
+        from .curvature.max_eigen import MaxEigenvalueSpectrumResult
 
-        if not isinstance(result, MaxEigenvalueSpectrum):
+        if not isinstance(result, MaxEigenvalueSpectrumResult):
             values = _field(result, "eigenvalues")
             if values is None:
                 return None
             import torch
 
             v = torch.as_tensor(_floats(values))
-            result = MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
-                                           float("nan"), float("nan"), int(_field(result, "batch_size", 0)),
-                                           str(_field(result, "which", "LM")), int(_field(result, "n_hvp", 0)))
+            num_hvp = _field(result, "num_hvp", _field(result, "n_hvp", 0))  # n_hvp: JSON written before 16.6
+            result = MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+                                                 float("nan"), float("nan"), int(_field(result, "batch_size", 0)),
+                                                 str(_field(result, "which", "LM")), int(num_hvp))
         estimate = result.summary(quantiles=())[key]
         stat = _ratio_01 if key == "negative_fraction" else _ratio_23
         return _Measure(estimate, result.per_batch_totals(), stat, "mini-batches")

@@ -311,7 +311,7 @@ def selfcheck(*, triton: bool = True, hvp: bool = True, bench: bool = False,
         ext = "compiled CPU ext" if device.type == "cpu" else "CUDA ext"
         feature_backends = ["eager"] + (["compiled"] if backends[ext] == "yes" else [])
         _feature_rows(rows, device, feature_backends)
-        _attention_rows(rows, "torch", device, (torch.float64, torch.float32))
+        _attention_rows(rows, "eager", device, (torch.float64, torch.float32))
     if triton and backends["triton"].startswith("yes"):
         if "subprocess" in backends["triton"]:
             rows += _triton_subprocess_rows()

@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
+from .common.deprecation import renamed_kwargs
 from .common.distributed import all_gather, barrier, broadcast_from_rank0, world_size
 from .common.distributed import rank as get_rank
 from .common.fingerprint import describe_mismatch
@@ -129,21 +130,22 @@ def _open_log(path: Path):
     return log
 
 
+@renamed_kwargs(chunk_size="per_pass")
 def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequence[Hashable], *,
               out: str | os.PathLike | None = None, resume: bool = True, meta: dict[str, Any] | None = None,
-              chunk_size: int = 1, desc: str = "sweep", progress: bool = True,
+              per_pass: int = 1, desc: str = "sweep", progress: bool = True,
               fingerprint: dict[str, Any] | None = None, wait: bool = False) -> list[PointResult]:
     """Evaluate `points` (JSON-serialisable keys) in chunks and return one result dict per point, in order.
 
     Args:
-        evaluate: maps a list of up to `chunk_size` points to a list of result dicts (values: numbers,
+        evaluate: maps a list of up to `per_pass` points to a list of result dicts (values: numbers,
             lists, tensors or arrays; they are stored, and returned, as JSON-safe values: NaN/Inf -> None).
         points: the sweep's points, e.g. grid indices `(i, j)`, mini-batch indices, frequencies.
         out: directory for incremental results; None keeps everything in memory.
         resume: reuse the finished points found in `out` (which must describe the same `meta`);
             False clears `out` first.
         meta: describes the sweep (model, grid, data); stored in `out/meta.json` and checked on resume.
-        chunk_size: points per `evaluate` call; each finished chunk is written at once.
+        per_pass: points per `evaluate` call; each finished chunk is written at once.
         fingerprint: `common.fingerprint.fingerprint(...)` of the weights, data and settings the results
             depend on; stored with `meta` and compared on resume (StaleResultsError names what differs).
         wait: wait for another process's lock on `out` instead of refusing (FolderBusyError).
@@ -156,8 +158,8 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
     """
     if not callable(evaluate):
         raise TypeError(f"evaluate: expected a callable, got {type(evaluate).__name__}")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    if not isinstance(per_pass, int) or isinstance(per_pass, bool) or per_pass < 1:
+        raise ValueError(f"per_pass must be an int >= 1, got {per_pass!r}")
     if meta is not None and not isinstance(meta, dict):
         raise TypeError(f"meta: expected a dict or None, got {type(meta).__name__}")
     if fingerprint is not None and not isinstance(fingerprint, dict):
@@ -165,11 +167,11 @@ def run_sweep(evaluate: Callable[[list[Any]], list[PointResult]], points: Sequen
     with ExitStack() as stack:
         if out is not None and get_rank() == 0:
             stack.enter_context(folder_lock(check_writable(out), wait=wait))
-        return _run_sweep(evaluate, points, out=out, resume=resume, meta=meta, chunk_size=chunk_size,
+        return _run_sweep(evaluate, points, out=out, resume=resume, meta=meta, per_pass=per_pass,
                           desc=desc, progress=progress, fingerprint=fingerprint)
 
 
-def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progress, fingerprint):
+def _run_sweep(evaluate, points, *, out, resume, meta, per_pass, desc, progress, fingerprint):
     rank, world = get_rank(), world_size()
     points = list(points)
     keys = _unique_keys(points)
@@ -179,7 +181,7 @@ def _run_sweep(evaluate, points, *, out, resume, meta, chunk_size, desc, progres
         _prepare_on_rank0(out_dir, _sweep_meta(keys, meta, fingerprint), resume, rank)
         done = _finished_points(out_dir, keys, resume, rank, desc)
     todo = [i for i, k in enumerate(keys) if k not in done]
-    new, failure = _evaluate_share(evaluate, points, keys, todo, rank=rank, world=world, chunk_size=chunk_size,
+    new, failure = _evaluate_share(evaluate, points, keys, todo, rank=rank, world=world, per_pass=per_pass,
                                    out_dir=out_dir, desc=desc, progress=progress)
     done.update(_gather_results(new, failure, world))
     return [done[k] for k in keys]
@@ -246,7 +248,7 @@ def _append_durably(log, chunk: dict[str, PointResult]) -> None:
 
 
 def _evaluate_share(evaluate, points: list[Any], keys: list[str], todo: list[int], *, rank: int, world: int,
-                    chunk_size: int, out_dir: Path | None, desc: str, progress: bool):
+                    per_pass: int, out_dir: Path | None, desc: str, progress: bool):
     """This rank's share of `todo` (every world-th point), in chunks, each written to its log as it finishes.
 
     Returns (new results by key, the exception that stopped it or None): the caller tells the other ranks
@@ -257,8 +259,8 @@ def _evaluate_share(evaluate, points: list[Any], keys: list[str], todo: list[int
     log = _open_log(out_dir / f"points.rank{rank}.jsonl") if out_dir is not None else None
     bar = progress_bar(total=len(todo), desc=desc, progress=progress, unit="pt")
     try:
-        for start in range(0, len(mine), chunk_size):
-            idx = mine[start:start + chunk_size]
+        for start in range(0, len(mine), per_pass):
+            idx = mine[start:start + per_pass]
             chunk = _evaluate_chunk(evaluate, points, keys, idx)
             new.update(chunk)
             if log is not None:

@@ -39,12 +39,12 @@ def cases() -> dict:
     ce = nn.CrossEntropyLoss()
     mlp, data = _mlp(), _batches([8] * 4, (4,))
     out = {
-        "HessianSpectrum": fa.hessian_spectrum(mlp, ce, data, top_k=2, progress=False),
-        "HessianTrace": fa.hessian_trace(mlp, ce, data, num_probes=6, progress=False),
-        "HessianDensity": fa.hessian_density(mlp, ce, data, num_probes=3, steps=6, progress=False),
-        "MaxEigenvalueSpectrum": fa.max_eigenvalue_spectrum(mlp, ce, data, batch_size=8, top_k=2, which="SA",
+        "HessianSpectrumResult": fa.hessian_spectrum(mlp, ce, data, top_k=2, progress=False),
+        "HessianTraceResult": fa.hessian_trace(mlp, ce, data, num_probes=6, progress=False),
+        "HessianDensityResult": fa.hessian_density(mlp, ce, data, num_probes=3, steps=6, progress=False),
+        "MaxEigenvalueSpectrumResult": fa.max_eigenvalue_spectrum(mlp, ce, data, batch_size=8, top_k=2, which="SA",
                                                             progress=False),
-        "BlockSpectra": fa.block_spectra(mlp, ce, data, top_k=1, num_probes=4, progress=False),
+        "BlockSpectraResult": fa.block_spectra(mlp, ce, data, top_k=1, num_probes=4, progress=False),
         "LandscapeResult": fa.loss_landscape(mlp, ce, _batches([4] * 9, (4,)), steps=3, progress=False),
     }
     ckpts = [{k: v + 0.1 * torch.randn_like(v) for k, v in mlp.state_dict().items()} for _ in range(4)]

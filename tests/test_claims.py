@@ -11,7 +11,7 @@ import torch
 
 from fastvit_analysis.claims import CLAIMS, evaluate_claims, stage_of
 from fastvit_analysis.common.intervals import Estimate, bootstrap_indices
-from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 from fastvit_analysis.features.cka import CKAResult
 from fastvit_analysis.features.fourier import FourierResult
 from fastvit_analysis.features.variance import VarianceResult
@@ -36,7 +36,7 @@ def landscape(curvature: float, spread: float, seed: int, batches: int = 12, siz
     per_batch = size * (k[None, None, :] * bowl[..., None] + 1.0)
     nll = per_batch.sum(-1) / (size * batches)
     return LandscapeResult([a, a], nll, nll, np.full_like(nll, np.nan), np.zeros_like(nll),
-                           n_samples=size * batches, batch_loss_sum=per_batch, batch_correct=None,
+                           num_samples=size * batches, batch_loss_sum=per_batch, batch_correct=None,
                            batch_sizes=[size] * batches)
 
 
@@ -75,11 +75,11 @@ def test_c1_paired_bootstrap_equals_an_explicit_loop_and_accepts_json():
 
 
 # ----------------------------------------------------------------------------------- C2, C3
-def spectrum(neg_prob: float, pos_scale: float, seed: int, n: int = 64) -> MaxEigenvalueSpectrum:
+def spectrum(neg_prob: float, pos_scale: float, seed: int, n: int = 64) -> MaxEigenvalueSpectrumResult:
     rng = np.random.default_rng(seed)
     sign = np.where(rng.random((n, 5)) < neg_prob, -1.0, 1.0)
     v = torch.as_tensor(sign * pos_scale * rng.uniform(0.5, 1.5, (n, 5)))
-    return MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+    return MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
                                  float((v < 0).double().mean()), float(v[v > 0].mean()), 16, "LM", 0)
 
 
@@ -95,7 +95,7 @@ def test_c2_c3_from_the_max_eigenvalue_spectra():
     assert (res.row("C2").verdict, res.row("C3").verdict) == ("not supported", "not supported")
     # the same pooled values in another mini-batch order: contrast exactly 0, a real interval around it
     same = spectrum(0.2, 1.0, 2)
-    shuffled = MaxEigenvalueSpectrum(same.eigenvalues.flip(0), same.residuals, same.converged, 0.2, 1.0, 16, "LM", 0)
+    shuffled = MaxEigenvalueSpectrumResult(same.eigenvalues.flip(0), same.residuals, same.converged, 0.2, 1.0, 16, "LM", 0)
     res = claims({"vit": {"max_eigen": same}, "resnet": {"max_eigen": shuffled}})
     for cid in ("C2", "C3"):
         e = res.row(cid).contrast

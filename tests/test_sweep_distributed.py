@@ -49,17 +49,17 @@ WORKER = SETUP + textwrap.dedent("""
     model, data = make_model(), make_data()
     report = {"world": dist.get_world_size()}
 
-    report["grid"] = loss_landscape(model, CountingLoss(), data, steps=4, points_per_pass=3,
+    report["grid"] = loss_landscape(model, CountingLoss(), data, steps=4, per_pass=3,
                                     progress=False).loss.tolist()
     seen = []
     def evaluate(pts):
         seen.extend(pts)
         return [{"v": p * 10} for p in pts]
-    report["sweep"] = [r["v"] for r in run_sweep(evaluate, list(range(11)), chunk_size=2, progress=False)]
+    report["sweep"] = [r["v"] for r in run_sweep(evaluate, list(range(11)), per_pass=2, progress=False)]
     report["sweep_mine"] = seen
 
     loss = CountingLoss()
-    report["resumed"] = loss_landscape(model, loss, data, steps=4, points_per_pass=3, out=resume_dir,
+    report["resumed"] = loss_landscape(model, loss, data, steps=4, per_pass=3, out=resume_dir,
                                        progress=False).loss.tolist()
     report["resume_calls"] = loss.calls
 
@@ -96,12 +96,12 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     from fastvit_analysis import loss_landscape
 
     model, data = scope["make_model"](), scope["make_data"]()
-    expected = loss_landscape(model, scope["CountingLoss"](), data, steps=4, points_per_pass=3, progress=False)
+    expected = loss_landscape(model, scope["CountingLoss"](), data, steps=4, per_pass=3, progress=False)
 
     # A one-process run killed after 2 passes (6 points) leaves a partial out dir for the ranks to resume.
     resume_dir = tmp_path / "resume"
     with pytest.raises(RuntimeError, match="killed"):
-        loss_landscape(model, scope["CountingLoss"](die_after=2), data, steps=4, points_per_pass=3,
+        loss_landscape(model, scope["CountingLoss"](die_after=2), data, steps=4, per_pass=3,
                        out=resume_dir, progress=False)
     assert len((resume_dir / "points.rank0.jsonl").read_text().splitlines()) == 6
 

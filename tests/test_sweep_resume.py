@@ -24,26 +24,26 @@ POINTS = [(i, j) for i in range(4) for j in range(3)]
 
 
 def test_in_memory_results_in_order():
-    res = run_sweep(Counter(), POINTS, chunk_size=5, progress=False)
+    res = run_sweep(Counter(), POINTS, per_pass=5, progress=False)
     assert [r["sq"] for r in res] == [i * i + j for i, j in POINTS]
     assert res[0]["vec"] == [0, None]  # JSON-safe values (NaN -> null), same as after a resume
 
 
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_resume_after_kill_only_missing_points(tmp_path, chunk):
-    full = run_sweep(Counter(), POINTS, chunk_size=chunk, progress=False)
+    full = run_sweep(Counter(), POINTS, per_pass=chunk, progress=False)
     dying = Counter(die_after=5)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(dying, POINTS, out=tmp_path, chunk_size=chunk, meta={"m": 1}, progress=False)
+        run_sweep(dying, POINTS, out=tmp_path, per_pass=chunk, meta={"m": 1}, progress=False)
     finished = len(dying.evaluated)
     assert finished == 5 - 5 % chunk
     again = Counter()
-    res = run_sweep(again, POINTS, out=tmp_path, chunk_size=chunk, meta={"m": 1}, progress=False)
+    res = run_sweep(again, POINTS, out=tmp_path, per_pass=chunk, meta={"m": 1}, progress=False)
     assert res == full
     assert len(again.evaluated) == len(POINTS) - finished
     assert set(again.evaluated).isdisjoint(dying.evaluated)
     third = Counter()
-    assert run_sweep(third, POINTS, out=tmp_path, chunk_size=chunk, meta={"m": 1}, progress=False) == full
+    assert run_sweep(third, POINTS, out=tmp_path, per_pass=chunk, meta={"m": 1}, progress=False) == full
     assert third.evaluated == []
 
 
@@ -84,12 +84,12 @@ def test_other_sweep_in_out_dir_is_refused(tmp_path):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="chunk_size"):
-        run_sweep(Counter(), POINTS, chunk_size=0)
+    with pytest.raises(ValueError, match="per_pass"):
+        run_sweep(Counter(), POINTS, per_pass=0)
     with pytest.raises(ValueError, match="unique"):
         run_sweep(Counter(), [(1, 1), (1, 1)])
     with pytest.raises(ValueError, match="evaluate returned 1 results for 2 points"):
-        run_sweep(lambda pts: [{}], POINTS, chunk_size=2, progress=False)
+        run_sweep(lambda pts: [{}], POINTS, per_pass=2, progress=False)
     with pytest.raises(TypeError, match="evaluate"):
         run_sweep(None, POINTS)
     assert run_sweep(Counter(), [], progress=False) == []
@@ -97,7 +97,7 @@ def test_bad_inputs():
 
 def test_progress_bar_on_rank0(monkeypatch, capsys):
     monkeypatch.setenv("FASTVIT_PROGRESS", "1")
-    res = run_sweep(Counter(), POINTS, chunk_size=4, desc="mysweep", progress=True)
+    res = run_sweep(Counter(), POINTS, per_pass=4, desc="mysweep", progress=True)
     assert len(res) == len(POINTS)
     assert "mysweep" in capsys.readouterr().err
     run_sweep(Counter(), POINTS, desc="quiet", progress=False)

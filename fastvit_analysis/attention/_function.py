@@ -25,7 +25,7 @@ from . import _composite
 
 
 class _CompositeBackend:
-    name = "torch"
+    name = "eager"
 
     @staticmethod
     def fwd(q, k, v, bias, scale, block):
@@ -71,7 +71,7 @@ class _TritonBackend:
                                   t_q, t_k, t_v, t_bias, t_grad_o)
 
 
-BACKENDS = {"torch": _CompositeBackend, "triton": _TritonBackend}
+BACKENDS = {"eager": _CompositeBackend, "triton": _TritonBackend}
 
 
 def _needs_grad(t: Optional[Tensor]) -> bool:

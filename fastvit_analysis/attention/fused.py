@@ -9,6 +9,7 @@ in O(N * block) memory (never the full N x N matrix per head) and supports
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -18,7 +19,16 @@ from ._composite import DEFAULT_BLOCK
 from ._function import BACKENDS, AttentionFunction
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-_BACKEND_CHOICES = ("auto", "torch", "triton")
+_BACKEND_CHOICES = ("auto", "eager", "triton")  # the ops' vocabulary (ops/_backend.py): auto|compiled|triton|eager
+
+
+def _backend_name(backend: str) -> str:
+    """The backend's current name: "torch" (before issue 16's vocabulary) is "eager", with a warning."""
+    if backend == "torch":
+        warnings.warn("fused_attention: backend='torch' is deprecated, use backend='eager' (the same composite "
+                      "torch path)", DeprecationWarning, stacklevel=3)
+        return "eager"
+    return backend
 
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
@@ -42,7 +52,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
     head_dim = q.shape[-1]
     if backend == "triton" and head_dim not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"fused_attention: head dim D={head_dim} is not supported by the triton "
-                         f"backend; expected one of {SUPPORTED_HEAD_DIMS} (backend='torch' takes any D)")
+                         f"backend; expected one of {SUPPORTED_HEAD_DIMS} (backend='eager' takes any D)")
     tensors = [("q", q), ("k", k), ("v", v)] + ([("attn_bias", attn_bias)] if attn_bias is not None else [])
     for name, t in tensors[1:]:
         if name == "attn_bias" and not isinstance(t, Tensor):
@@ -70,16 +80,17 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor],
                          f"got {backend!r}")
     if backend == "triton" and q.dtype == torch.float64:
         raise TypeError("fused_attention: the triton backend supports float32/float16/bfloat16, "
-                        "not float64 (use backend='torch')")
+                        "not float64 (use backend='eager')")
 
 
 def resolve_backend(device: torch.device, backend: str = "auto",
                     dtype: torch.dtype = torch.float32, head_dim: int = 64) -> str:
     """'auto' picks Triton for CUDA tensors (float32/16/bf16, D in SUPPORTED_HEAD_DIMS), the
-    composite torch path otherwise (any D, any device)."""
+    composite torch path ("eager") otherwise (any D, any device)."""
+    backend = _backend_name(backend)
     if backend == "auto":
         use_triton = device.type == "cuda" and dtype != torch.float64 and head_dim in SUPPORTED_HEAD_DIMS
-        return "triton" if use_triton else "torch"
+        return "triton" if use_triton else "eager"
     return backend
 
 
@@ -94,7 +105,8 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] =
         scale: softmax scale, default ``1 / sqrt(D)`` as in SDPA.
         attn_bias: optional additive bias broadcastable to (B, H, N_q, N_k), e.g. an
             (H, N, N) relative-position bias; it may require grad.
-        backend: "auto" (Triton on CUDA, composite torch on CPU), "torch" or "triton"
+        backend: "auto" (Triton on CUDA, composite torch on CPU), "eager" (the composite torch path;
+            "torch" is its deprecated name) or "triton"
             (on CPU tensors the Triton kernels need ``TRITON_INTERPRET=1``).
         block: key-block size of the composite path (memory O(N_q * block) per head).
 
@@ -107,6 +119,7 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] =
         >>> fused_attention(q, k, v).shape
         torch.Size([2, 3, 7, 16])
     """
+    backend = _backend_name(backend)
     _check_inputs(q, k, v, attn_bias, scale, backend)
     if not isinstance(block, int) or block < 1:
         raise ValueError(f"fused_attention: block must be a positive int, got {block!r}")

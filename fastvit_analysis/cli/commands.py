@@ -1,35 +1,29 @@
 """The analysis subcommands: load the model and data named on the command line, call the library,
-write OUT/<analysis>.json and OUT/<analysis>.png/.pdf (rank 0 only)."""
+write OUT/<analysis>.json and OUT/<analysis>.png/.pdf (rank 0 only).
+
+Every result file holds ``{"analysis", "model", "model_source", "data", "settings", "summary", "plot",
+"result", ...}``: `result` is the library result's `.to_dict()`, `summary` its `summary()` (name ->
+{"value", "ci95", "n"}, the same dicts as ``result["summary"]``) plus a few facts of the run (counts,
+world_size, ...), and `plot` the arrays the figures are drawn from, read from the result's fields.
+"""
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
+from ..common.results import to_jsonable
 from . import _common as common
-from . import _extract as extract
 from .errors import CLIError
 
 
 # --------------------------------------------------------------------------------------- helpers
-def optional_kwargs(fn: Callable, **kwargs: Any) -> dict[str, Any]:
-    """The subset of `kwargs` that `fn` accepts (for keyword arguments the API may or may not have,
-    such as progress=, seed=). Arguments a user set explicitly are passed through `required`."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
 def progress_flag(args) -> bool:
     return not getattr(args, "no_progress", False)
 
@@ -72,24 +66,28 @@ def settings_of(args, *skip: str) -> dict[str, Any]:
     return {units.get(k, k): v for k, v in vars(args).items() if k not in hidden}
 
 
-def finish(args, out: Path, analysis: str, result: Any, summary: dict, plot: dict, seconds: float,
-           *, label: str | None = None, figure_kwargs: dict | None = None,
-           device: Any = None) -> dict[str, Any]:
-    """Write OUT/<analysis>.json and its figure (rank 0), print the key numbers; returns the payload."""
+def finish(args, out: Path, analysis: str, result: Any, facts: dict, plot: dict, seconds: float,
+           *, label: str | None = None, figure_kwargs: dict | None = None, device: Any = None,
+           num_samples: int | None = None) -> dict[str, Any]:
+    """Write OUT/<analysis>.json and its figure (rank 0), print the key numbers; returns the payload.
+
+    The JSON "summary" is the result's own summary (``result.to_dict()["summary"]``, Estimates as
+    {"value", "ci95", "n"}) followed by `facts` (plain numbers and labels of the run)."""
     label = label or common.model_label(args.model)
-    num_samples = next((v for v in (getattr(result, "num_samples", None), getattr(result, "n_samples", None),
-                                    getattr(args, "num_samples", None)) if isinstance(v, int)), None)
+    if num_samples is None:
+        num_samples = getattr(args, "num_samples", None)
+    data = result.to_dict()
+    summary = {**data.get("summary", {}), **facts}
     payload: dict[str, Any] = {
         "analysis": analysis, "model": label, "model_source": str(args.model), "data": args.data,
-        "settings": settings_of(args), "summary": summary, "plot": plot,
-        "result": result.to_dict() if hasattr(result, "to_dict") else result,
+        "settings": settings_of(args), "summary": summary, "plot": plot, "result": data,
         "seconds": round(seconds, 3), "version": __version__, "figures": [],
-        "provenance": common.provenance(args, device=device, num_samples=num_samples),
+        "provenance": common.provenance(args, device=device,
+                                        num_samples=num_samples if isinstance(num_samples, int) else None),
     }
     if common.is_rank_zero():
         from ..plot import FIGURES
 
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, (list, dict)))
         figure_error = None
         draw = FIGURES.get(analysis)
         if draw is not None and hasattr(result, "to_dict"):
@@ -99,16 +97,94 @@ def finish(args, out: Path, analysis: str, result: Any, summary: dict, plot: dic
             except OSError as e:  # the numbers matter more than the picture: still write the JSON
                 figure_error = f"could not write the figure into {out} ({e.strerror or e})"
         written, error = common.write_result_or_keep(out / f"{analysis}.json", payload)
-        print(f"{analysis} [{label}] {shown}  ({seconds:.1f} s) -> {written}")
+        print(f"{analysis} [{label}] {_line(summary)}  ({seconds:.1f} s) -> {written}")
         if error or figure_error:
             raise CLIError("; ".join(e for e in (error, figure_error) if e))
     return payload
 
 
+SHOWN_ESTIMATES = 4  # per-layer summaries are long: the line shows the first few (the headline ones)
+
+
+def _line(summary: dict[str, Any]) -> str:
+    """`name=value [lo, hi]` for the first SHOWN_ESTIMATES Estimates, then `name=value` for the facts."""
+    estimates = [(k, v) for k, v in summary.items() if isinstance(v, dict) and {"value", "ci95", "n"} <= set(v)]
+    facts = [(k, v) for k, v in summary.items() if not isinstance(v, (list, dict))]
+    shown = [f"{k}={_fmt(v['value'])} [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}]"
+             for k, v in estimates[:SHOWN_ESTIMATES]]
+    return ", ".join(shown + [f"{k}={_fmt(v)}" for k, v in facts])
+
+
 def _fmt(value: Any) -> str:
+    if value is None:  # NaN in JSON: no interval
+        return "nan"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _floats(value: Any) -> Any:
+    """Tensors/arrays -> nested lists of floats (NaN -> None, as every JSON here)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double()
+    return to_jsonable(value)
+
+
+# --------------------------------------------------------------------------- plot data, by field
+def train_plot(result) -> dict[str, list]:
+    """One series per numeric column of `TrainResult.history` (epoch, train_loss, test_acc, ...)."""
+    history = result.history
+    keys = sorted({k for row in history for k, v in row.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {k: [row.get(k) for row in history] for k in keys}
+
+
+def spectrum_plot(result) -> dict[str, list]:
+    return {"eigenvalues": _floats(result.eigenvalues), "residuals": _floats(result.residuals)}
+
+
+def trace_plot(result) -> dict[str, float]:
+    return {"trace": float(result.value), "stderr": float(result.stderr)}
+
+
+def density_plot(result, points: int = 400) -> dict[str, list]:
+    """`HessianDensityResult.density` on a grid over the node range (5% margin), σ = 1% of the grid's width."""
+    nodes = result.nodes.double().flatten()
+    lo, hi = float(nodes.min()), float(nodes.max())
+    pad = 0.05 * max(hi - lo, 1e-6)
+    grid = torch.linspace(lo - pad, hi + pad, points, dtype=torch.float64)
+    sigma = max(1e-6, 0.01 * (hi - lo + 2 * pad))
+    return {"grid": grid.tolist(), "density": _floats(result.density(grid, sigma)), "nodes": nodes.tolist(),
+            "weights": _floats(result.weights.double().flatten())}
+
+
+def max_eigen_plot(result) -> dict[str, list]:
+    return {"values": _floats(result.eigenvalues.double().flatten())}
+
+
+def landscape_plot(result) -> dict[str, Any]:
+    return {"dims": result.dims, "coords": _floats(result.coordinates), "loss": _floats(result.loss),
+            "accuracy": _floats(result.accuracy)}
+
+
+def fourier_plot(result) -> dict[str, Any]:
+    return {"names": list(result.names), "kinds": list(result.kinds), "depth": _floats(result.depths),
+            "freqs": _floats(result.frequencies), "delta": _floats(result.delta_log_amplitude),
+            "high": _floats(result.high_frequency)}
+
+
+def variance_plot(result) -> dict[str, Any]:
+    return {"names": list(result.names), "kinds": list(result.kinds), "depth": _floats(result.depths),
+            "variance": _floats(result.variance)}
+
+
+def cka_plot(result) -> dict[str, Any]:
+    return {"matrix": _floats(result.matrix), "names_a": list(result.names_a), "names_b": list(result.names_b)}
+
+
+def robustness_plot(result) -> dict[str, Any]:
+    return {"freqs_pi": [f / math.pi for f in result.freqs], "delta_acc": _floats(result.delta_accuracy),
+            "clean_accuracy": float(result.clean_accuracy)}
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -144,11 +220,12 @@ def run_train(args: argparse.Namespace) -> int:
             raise
         message = str(exc)
         raise RuntimeError(message if message.startswith("train:") else f"train: {message}") from None
-    summary, plot = extract.training(result)
-    summary["checkpoint"] = str(out / "last.pt")
-    summary["world size"] = result.world_size
+    facts = {"epochs": result.epochs_completed, "seconds": result.elapsed_s,
+             "stopped early": result.stopped_early, "checkpoint": str(out / "last.pt"),
+             "world size": result.world_size}
     # labelled by its folder, like the analyses that later read OUT/last.pt
-    finish(args, out, "train", result, summary, plot, time.perf_counter() - start, label=out.resolve().name)
+    finish(args, out, "train", result, facts, train_plot(result), time.perf_counter() - start,
+           label=out.resolve().name)
     return 0
 
 
@@ -183,36 +260,38 @@ def run_hessian(args: argparse.Namespace) -> int:
         result = fa.block_spectra(model, loss, data, top_k=args.top_k, which=args.which, tol=args.tol,
                                   max_hvp=args.max_hvp, weight_decay=args.weight_decay, seed=args.seed,
                                   num_probes=args.num_probes, progress=progress)
-        name, summary, plot = "block_spectra", result.summary_dict(), result.plot_dict()
+        top = result.eigenvalues[:, 0]
+        facts = {"blocks": len(result.blocks), "sharpest block": result.blocks[int(top.abs().argmax())]}
+        name, plot = "block_spectra", result.plot_dict()
     elif args.mode == "spectrum":
-        fn = fa.hessian_spectrum
-        result = fn(model, loss, data, top_k=args.top_k, which=args.which, tol=args.tol, max_hvp=args.max_hvp,
-                    weight_decay=args.weight_decay, seed=args.seed, operator=operator, progress=progress)
-        name, (summary, plot) = "hessian_spectrum", extract.hessian_spectrum(result)
+        result = fa.hessian_spectrum(model, loss, data, top_k=args.top_k, which=args.which, tol=args.tol,
+                                     max_hvp=args.max_hvp, weight_decay=args.weight_decay, seed=args.seed,
+                                     operator=operator, progress=progress)
+        name, facts, plot = "hessian_spectrum", {}, spectrum_plot(result)
     elif args.mode == "trace":
-        fn = fa.hessian_trace
-        result = fn(model, loss, data, num_probes=args.num_probes, weight_decay=args.weight_decay,
-                    seed=args.seed, operator=operator, progress=progress)
-        name, (summary, plot) = "hessian_trace", extract.hessian_trace(result)
+        result = fa.hessian_trace(model, loss, data, num_probes=args.num_probes, weight_decay=args.weight_decay,
+                                  seed=args.seed, operator=operator, progress=progress)
+        name, facts, plot = "hessian_trace", {}, trace_plot(result)
     elif args.mode == "density":
-        fn = fa.hessian_density
-        result = fn(model, loss, data, num_probes=args.num_probes, steps=args.lanczos_steps,
-                    weight_decay=args.weight_decay, seed=args.seed, operator=operator, progress=progress)
-        name, (summary, plot) = "hessian_density", extract.hessian_density(result)
+        result = fa.hessian_density(model, loss, data, num_probes=args.num_probes, steps=args.lanczos_steps,
+                                    weight_decay=args.weight_decay, seed=args.seed, operator=operator,
+                                    progress=progress)
+        name, facts, plot = "hessian_density", {}, density_plot(result)
     else:
-        fn = fa.max_eigenvalue_spectrum
-        result = fn(model, loss, loader, batch_size=args.batch_size, num_batches=args.num_batches,
-                    top_k=args.top_k, which=args.which, tol=args.tol, weight_decay=args.weight_decay,
-                    **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
-                    seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
-        name, (summary, plot) = "max_eigen", extract.max_eigen(result)
-    converged = getattr(result, "converged", None)
-    if converged is not None:  # short or failed results are loud: the line says how many did not converge
-        summary["not converged"] = int((~torch.as_tensor(converged, dtype=torch.bool)).sum())
+        result = fa.max_eigenvalue_spectrum(
+            model, loss, loader, batch_size=args.batch_size, num_batches=args.num_batches, top_k=args.top_k,
+            which=args.which, tol=args.tol, weight_decay=args.weight_decay,
+            **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
+            seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
+        name, facts, plot = "max_eigen", {"values": int(result.eigenvalues.numel())}, max_eigen_plot(result)
+    facts["HVPs"] = int(result.num_hvp)
+    if name != "hessian_trace" and name != "hessian_density":  # short or failed results are loud
+        facts["not converged"] = int((~result.converged.bool()).sum())
     if curvature != "hessian":
-        summary["curvature"] = curvature
-    summary["world_size"] = world
-    finish(args, out, name, result, summary, plot, time.perf_counter() - start)
+        facts["curvature"] = curvature
+    facts["world_size"] = world
+    finish(args, out, name, result, facts, plot, time.perf_counter() - start,
+           num_samples=result.num_samples if name == "max_eigen" else None)
     return 0
 
 
@@ -241,9 +320,11 @@ def run_landscape(args: argparse.Namespace) -> int:
                                norm=args.norm, seed=args.seed, l2_coef=args.l2_coef,
                                out=str(out / "landscape_points"), resume=args.resume,
                                progress=progress_flag(args))
-    summary, plot = extract.landscape(result)
-    finish(args, out, "landscape", result, summary, plot, time.perf_counter() - start,
-           figure_kwargs={"clip": args.clip})
+    loss = result.loss[np.isfinite(result.loss)]
+    facts = {"min loss": float(loss.min()) if loss.size else None,
+             "max loss": float(loss.max()) if loss.size else None}
+    finish(args, out, "landscape", result, facts, landscape_plot(result), time.perf_counter() - start,
+           figure_kwargs={"clip": args.clip}, num_samples=result.num_samples)
     return 0
 
 
@@ -255,10 +336,14 @@ def _run_layer_statistic(args: argparse.Namespace, name: str) -> int:
     device, model, loader = load(args)
     out = common.out_dir(args, "fastvit-out")
     start = time.perf_counter()
-    analysis = getattr(fa, f"{name}_analysis")
-    result = analysis(model, loader, **optional_kwargs(analysis, progress=progress_flag(args)))
-    summary, plot = getattr(extract, name)(result)
-    finish(args, out, name, result, summary, plot, time.perf_counter() - start)
+    if name == "fourier":
+        result = fa.fourier_analysis(model, loader, progress=progress_flag(args))
+        plot = fourier_plot(result)
+    else:
+        result = fa.variance_analysis(model, loader, progress=progress_flag(args))
+        plot = variance_plot(result)
+    finish(args, out, name, result, {"layers": len(result.names)}, plot, time.perf_counter() - start,
+           num_samples=result.num_samples)
     return 0
 
 
@@ -284,10 +369,10 @@ def run_cka(args: argparse.Namespace) -> int:
         label = f"{label} vs {common.model_label(args.model_b)}"
     out = common.out_dir(args, "fastvit-out")
     start = time.perf_counter()
-    result = fa.minibatch_cka(model, loader, model_b=model_b,
-                              **optional_kwargs(fa.minibatch_cka, progress=progress_flag(args)))
-    summary, plot = extract.cka(result)
-    finish(args, out, "cka", result, summary, plot, time.perf_counter() - start, label=label)
+    result = fa.minibatch_cka(model, loader, model_b=model_b, progress=progress_flag(args))
+    facts = {"shape": [len(result.names_a), len(result.names_b)]}
+    finish(args, out, "cka", result, facts, cka_plot(result), time.perf_counter() - start, label=label,
+           num_samples=result.num_samples)
     return 0
 
 
@@ -296,11 +381,10 @@ def run_robustness(args: argparse.Namespace) -> int:
 
     device, model, loader = load(args)
     out = common.out_dir(args, "fastvit-out")
-    fn = fa.noise_robustness
     freqs = [f * math.pi for f in args.freqs]
     start = time.perf_counter()
-    result = fn(model, loader, freqs=freqs, eps=args.eps, bandwidth=args.bandwidth, seed=args.seed,
+    result = fa.noise_robustness(model, loader, freqs=freqs, eps=args.eps, bandwidth=args.bandwidth, seed=args.seed,
                 out=str(out / "robustness_points"), resume=args.resume, progress=progress_flag(args))
-    summary, plot = extract.robustness(result, args.freqs)
-    finish(args, out, "robustness", result, summary, plot, time.perf_counter() - start)
+    finish(args, out, "robustness", result, {}, robustness_plot(result), time.perf_counter() - start,
+           num_samples=result.num_samples)
     return 0

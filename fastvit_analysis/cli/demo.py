@@ -333,7 +333,8 @@ def claims_inputs(out: Path, models: list[str], *, max_eigen: str = "max_eigen_w
                 entry[key] = payload["result"]
         clean = (entry.get("robustness") or {}).get("clean_correct")
         train = _read(folder / "train.json") or {}
-        acc, n = (train.get("summary") or {}).get("test accuracy (%)"), (train.get("settings") or {}).get("test_samples")
+        acc, n = ((train.get("summary") or {}).get("test_accuracy") or {}).get("value"), \
+            (train.get("settings") or {}).get("test_samples")
         if clean:
             entry["accuracy"] = [float(c) for c in clean]
         elif isinstance(acc, (int, float)) and isinstance(n, int):
@@ -389,15 +390,14 @@ def _forget_points(folder: Path, analysis: str) -> None:
     shutil.rmtree(folder / f"{analysis}_points", ignore_errors=True)
 
 
-SUMMARY_COLUMNS = [
-    ("train", "test accuracy (%)", "test acc %"),
-    ("max_eigen", "negative fraction", "neg. eig. frac"),
-    ("max_eigen", "positive mean", "pos. eig. mean"),
-    ("landscape", "mean rise at border", "landscape rise"),
-    ("fourier", "dlogamp at pi, last block", "dlogamp@pi last"),
-    ("fourier", "dlogamp at pi, mean", "dlogamp@pi mean"),
-    ("robustness", "dAcc at highest freq", "dAcc@0.9pi (%)"),
-    ("variance", "variance, last block", "var last"),
+SUMMARY_COLUMNS = [  # (analysis, summary() key, column title)
+    ("train", "test_accuracy", "test acc %"),
+    ("max_eigen", "negative_fraction", "neg. eig. frac"),
+    ("max_eigen", "positive_mean", "pos. eig. mean"),
+    ("landscape", "border_rise", "landscape rise"),
+    ("fourier", "high_frequency/last", "dlogamp@pi last"),
+    ("robustness", "delta_accuracy/high", "dAcc@>=0.6pi (%)"),
+    ("variance", "variance/last", "var last"),
     ("shape_bias", "shape bias", "shape bias"),
 ]
 

@@ -43,16 +43,15 @@ SECTIONS = [
      "Cue-conflict test images carry the shape of one class and the texture of another; the shape bias is the "
      "fraction of cue-following decisions that follow the shape (Wilson 95% interval; Geirhos et al. 2019)."),
 ]
-HEADLINE = [  # (analysis, summary key, column title) for the paper's contrasts at a glance
-    ("train", "test accuracy (%)", "test acc. (%)"),
-    ("max_eigen", "negative fraction", "neg. eigenvalue fraction"),
-    ("max_eigen", "positive mean", "mean pos. eigenvalue"),
-    ("landscape", "mean rise at border", "landscape rise at border"),
-    ("fourier", "dlogamp at pi, last block", "Δ log amp. at π (last block)"),
-    ("fourier", "dlogamp at pi, mean", "Δ log amp. at π (mean)"),
-    ("robustness", "clean accuracy", "clean acc. (%), noise test"),
-    ("robustness", "dAcc at highest freq", "ΔAcc at 0.9π (%)"),
-    ("variance", "variance, last block", "variance (last block)"),
+HEADLINE = [  # (analysis, summary key, column title) for the paper's contrasts at a glance (summary() names)
+    ("train", "test_accuracy", "test acc. (%)"),
+    ("max_eigen", "negative_fraction", "neg. eigenvalue fraction"),
+    ("max_eigen", "positive_mean", "mean pos. eigenvalue"),
+    ("landscape", "border_rise", "landscape rise at border"),
+    ("fourier", "high_frequency/last", "Δ log amp. at π (last block)"),
+    ("robustness", "clean_accuracy", "clean acc. (%), noise test"),
+    ("robustness", "delta_accuracy/high", "ΔAcc at f ≥ 0.6π (%)"),
+    ("variance", "variance/last", "variance (last block)"),
     ("shape_bias", "shape bias", "shape bias"),
 ]
 VERDICT_COLOUR = {"supported": "#d8f0d8", "not supported": "#f6d6d6", "inconclusive": "#f4f0d0",

@@ -101,9 +101,9 @@ class Result:
         recomputed, not read; fields left out of `to_dict()` get their default (None without one).
 
         Example:
-            >>> from fastvit_analysis.curvature.trace import HessianTrace
-            >>> r = HessianTrace(10.0, float("nan"), 30, 30, "hutchinson", 100)
-            >>> HessianTrace.from_dict(r.to_dict()).stderr
+            >>> from fastvit_analysis.curvature.trace import HessianTraceResult
+            >>> r = HessianTraceResult(10.0, float("nan"), 30, 30, "hutchinson", 100)
+            >>> HessianTraceResult.from_dict(r.to_dict()).stderr
             nan
         """
         if not isinstance(data, dict):
@@ -125,16 +125,19 @@ class Result:
 
 # type name (the "type" entry of to_dict) -> module defining it; imported on first use by load_result
 _RESULT_MODULES = {
-    "HessianSpectrum": "fastvit_analysis.curvature.spectrum", "HessianTrace": "fastvit_analysis.curvature.trace",
-    "HessianDensity": "fastvit_analysis.curvature.density",
-    "MaxEigenvalueSpectrum": "fastvit_analysis.curvature.max_eigen",
-    "BlockSpectra": "fastvit_analysis.curvature.blocks", "LandscapeResult": "fastvit_analysis.landscape.grid",
+    "HessianSpectrumResult": "fastvit_analysis.curvature.spectrum", "HessianTraceResult": "fastvit_analysis.curvature.trace",
+    "HessianDensityResult": "fastvit_analysis.curvature.density",
+    "MaxEigenvalueSpectrumResult": "fastvit_analysis.curvature.max_eigen",
+    "BlockSpectraResult": "fastvit_analysis.curvature.blocks", "LandscapeResult": "fastvit_analysis.landscape.grid",
     "TrajectoryResult": "fastvit_analysis.landscape.trajectory", "FourierResult": "fastvit_analysis.features.fourier",
     "VarianceResult": "fastvit_analysis.features.variance", "CKAResult": "fastvit_analysis.features.cka",
     "NoiseRobustnessResult": "fastvit_analysis.features.noise",
     "ShapeBiasResult": "fastvit_analysis.features.shape_bias", "TrainResult": "fastvit_analysis.training.result",
     "ClaimsResult": "fastvit_analysis.claims",
 }
+# JSON written before the <Analysis>Result names (one release): old "type" -> today's class name
+_RENAMED_TYPES = {old: old + "Result" for old in ("HessianSpectrum", "HessianTrace", "HessianDensity",
+                                                   "MaxEigenvalueSpectrum", "BlockSpectra")}
 
 
 def load_result(data: dict[str, Any], kind: str | None = None) -> Result:
@@ -142,13 +145,14 @@ def load_result(data: dict[str, Any], kind: str | None = None) -> Result:
     by the dict's "type" entry or, for dicts without one, by `kind` (a class name of `_RESULT_MODULES`).
 
     Example:
-        >>> from fastvit_analysis.curvature.trace import HessianTrace
-        >>> load_result(HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).to_dict()).value
+        >>> from fastvit_analysis.curvature.trace import HessianTraceResult
+        >>> load_result(HessianTraceResult(10.0, 1.0, 30, 30, "hutchinson", 100).to_dict()).value
         10.0
     """
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a result dict, got {type(data).__name__}")
     name = data.get("type", kind)
+    name = _RENAMED_TYPES.get(name, name)
     if name not in _RESULT_MODULES:
         raise ValueError(f"data: unknown result type {name!r}; known: {sorted(_RESULT_MODULES)}")
     cls = getattr(importlib.import_module(_RESULT_MODULES[name]), name)

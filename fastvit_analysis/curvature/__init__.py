@@ -5,14 +5,21 @@ MiniBatchHessians), krylov (flat-buffer vector work), lanczos
 (thick-restart Lanczos, batched), power (PyHessian's baseline), hutchpp (trace estimators),
 spectrum / trace / density / max_eigen / blocks (the public analyses), sharding; figures in fastvit_analysis.plot.
 """
-from .blocks import BlockSpectra, block_spectra
-from .density import HessianDensity, hessian_density
-from .max_eigen import MaxEigenvalueSpectrum, max_eigenvalue_spectrum
+from ..common.deprecation import module_aliases
+from .blocks import BlockSpectraResult, block_spectra
+from .density import HessianDensityResult, hessian_density
+from .max_eigen import MaxEigenvalueSpectrumResult, max_eigenvalue_spectrum
 from .operator import CurvatureOperator, EmpiricalFisherOperator, GGNOperator, HessianOperator, MiniBatchHessians
 from .plot import plot_density, plot_max_eigenvalue_spectrum
-from .spectrum import HessianSpectrum, hessian_spectrum
-from .trace import HessianTrace, hessian_trace
+from .spectrum import HessianSpectrumResult, hessian_spectrum
+from .trace import HessianTraceResult, hessian_trace
 
-__all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "MiniBatchHessians", "hessian_spectrum", "HessianSpectrum", "hessian_trace",
-           "HessianTrace", "hessian_density", "HessianDensity", "max_eigenvalue_spectrum",
-           "MaxEigenvalueSpectrum", "block_spectra", "BlockSpectra", "plot_density", "plot_max_eigenvalue_spectrum"]
+__all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "MiniBatchHessians", "hessian_spectrum", "HessianSpectrumResult", "hessian_trace",
+           "HessianTraceResult", "hessian_density", "HessianDensityResult", "max_eigenvalue_spectrum",
+           "MaxEigenvalueSpectrumResult", "block_spectra", "BlockSpectraResult", "plot_density", "plot_max_eigenvalue_spectrum"]
+
+# the result classes' names before issue 16's vocabulary, kept one release: importing one warns
+__getattr__ = module_aliases({"HessianSpectrum": HessianSpectrumResult, "HessianTrace": HessianTraceResult,
+                              "HessianDensity": HessianDensityResult,
+                              "MaxEigenvalueSpectrum": MaxEigenvalueSpectrumResult,
+                              "BlockSpectra": BlockSpectraResult}, __name__)

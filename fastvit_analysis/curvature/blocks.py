@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate
 from ..common.results import Result
 from .operator import HessianOperator, LossFn, select_parameters
@@ -69,10 +70,11 @@ def _resolve_blocks(model: nn.Module, blocks: Any) -> dict[str, list[str]]:
     return resolved
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
-class BlockSpectra(Result):
+class BlockSpectraResult(Result):
     """Per block (rows, in `blocks` order): eigenvalues/residuals/converged [n_blocks, top_k], trace and
-    its standard error [n_blocks] (Hutch++), num_params per block, n_hvp over all blocks."""
+    its standard error [n_blocks] (Hutch++), num_params per block, num_hvp over all blocks."""
 
     blocks: list[str]
     eigenvalues: Tensor
@@ -84,7 +86,7 @@ class BlockSpectra(Result):
     which: str
     top_k: int
     num_probes: int
-    n_hvp: int
+    num_hvp: int
     prefixes: dict[str, list[str]] = field(default_factory=dict)
 
     def trace_estimates(self) -> list[Estimate]:
@@ -92,11 +94,31 @@ class BlockSpectra(Result):
         return [Estimate(float(t), (float(t - 1.96 * s), float(t + 1.96 * s)), self.num_probes)
                 for t, s in zip(self.trace, self.trace_stderr)]
 
+    def summary(self) -> dict[str, Estimate]:
+        """Per block: "<block>/eigenvalue_0" (the top eigenvalue with the certified residual bound
+        [λ − r, λ + r] of `HessianSpectrumResult.summary`, n = all HVPs) and "<block>/trace" (Hutch++, normal
+        95% interval, n = probes; absent with num_probes=0).
+
+        Example:
+            >>> r = BlockSpectraResult(["a"], torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.tensor([[True]]),
+            ...                  torch.tensor([5.0]), torch.tensor([1.0]), [3], "LM", 1, 9, 40)
+            >>> r.summary()["a/eigenvalue_0"]
+            Estimate(value=2.0, ci95=(1.5, 2.5), n=40)
+        """
+        out: dict[str, Estimate] = {}
+        traces = self.trace_estimates()
+        for r, block in enumerate(self.blocks):
+            v, res = float(self.eigenvalues[r, 0]), float(self.residuals[r, 0])
+            out[f"{block}/eigenvalue_0"] = Estimate(v, (v - res, v + res), int(self.num_hvp))
+            if self.num_probes:
+                out[f"{block}/trace"] = traces[r]
+        return out
+
     def summary_dict(self) -> dict[str, Any]:
         top = self.eigenvalues[:, 0]
         i = int(top.abs().argmax())
         return {"blocks": len(self.blocks), "sharpest block": self.blocks[i], "its top eigenvalue": float(top[i]),
-                "HVPs": self.n_hvp, "per block": {b: {"eigenvalues": self.eigenvalues[r].tolist(),
+                "HVPs": self.num_hvp, "per block": {b: {"eigenvalues": self.eigenvalues[r].tolist(),
                                                       "trace": self.trace_estimates()[r].to_dict()}
                                                   for r, b in enumerate(self.blocks)}}
 
@@ -116,7 +138,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
                   which: str = "LM", tol: float = 1e-3, max_hvp: int | None = None, num_probes: int = 30,
                   weight_decay: float = 0.0, seed: int = 0, hvp_mode: str | None = None,
                   loss_reduction: str | None = None, distributed: bool | None = None,
-                  progress: bool = True) -> BlockSpectra:
+                  progress: bool = True) -> BlockSpectraResult:
     """Top-k eigenvalues (Lanczos, with residuals) and trace (Hutch++) of each block's Hessian.
 
     Args:
@@ -126,7 +148,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
         num_probes: Hutch++ probes per block for the trace (0: no trace, NaN).
         Other arguments as HessianOperator.
 
-    Returns: BlockSpectra (rows follow `blocks`).
+    Returns: BlockSpectraResult (rows follow `blocks`).
     """
     if not isinstance(num_probes, int) or isinstance(num_probes, bool) or (num_probes != 0 and num_probes < 3):
         raise ValueError(f"num_probes must be 0 (no trace) or an int >= 3, got {num_probes!r}")
@@ -137,7 +159,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
     converged = torch.zeros(rows, top_k, dtype=torch.bool)
     traces = torch.full((rows,), math.nan, dtype=torch.float64)
     stderrs = torch.full((rows,), math.nan, dtype=torch.float64)
-    sizes, n_hvp = [], 0
+    sizes, num_hvp = [], 0
     for r, (label, prefixes) in enumerate(resolved.items()):
         H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=prefixes, hvp_mode=hvp_mode,
                             loss_reduction=loss_reduction, distributed=distributed)
@@ -150,7 +172,11 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
         if num_probes:
             tr = hessian_trace(None, None, None, operator=H, num_probes=num_probes, seed=seed, progress=progress)
             traces[r], stderrs[r] = tr.value, tr.stderr
-        n_hvp += H.n_hvp
-    return BlockSpectra(blocks=list(resolved), eigenvalues=values, residuals=residuals, converged=converged,
+        num_hvp += H.num_hvp
+    return BlockSpectraResult(blocks=list(resolved), eigenvalues=values, residuals=residuals, converged=converged,
                         trace=traces, trace_stderr=stderrs, num_params=sizes, which=which, top_k=top_k,
-                        num_probes=num_probes, n_hvp=n_hvp, prefixes=resolved)
+                        num_probes=num_probes, num_hvp=num_hvp, prefixes=resolved)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"BlockSpectra": BlockSpectraResult}, __name__)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import module_aliases, renamed_fields, renamed_kwargs
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -33,14 +34,15 @@ from .lanczos import lanczos_tridiagonal
 from .operator import CurvatureOperator, HessianOperator, LossFn
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianDensity(Result):
+class HessianDensityResult(Result):
     """SLQ nodes [probes, steps] and weights [probes, steps] (each probe's weights sum to 1), kept
     per probe so that `density_band` and `summary` can resample probes."""
 
     nodes: Tensor
     weights: Tensor
-    n_hvp: int
+    num_hvp: int
     num_params: int
 
     def density(self, grid: Tensor, sigma: float | None = None) -> Tensor:
@@ -77,7 +79,7 @@ class HessianDensity(Result):
         over probes, n = probes.
 
         Example:
-            >>> r = HessianDensity(torch.tensor([[-1.0, 2.0], [-1.0, 3.0]]),
+            >>> r = HessianDensityResult(torch.tensor([[-1.0, 2.0], [-1.0, 3.0]]),
             ...                    torch.tensor([[0.5, 0.5], [0.25, 0.75]]), 4, 10)
             >>> s = r.summary()
             >>> s["negative_mass"].value, s["mean"].value, s["mean"].n
@@ -113,24 +115,25 @@ class HessianDensity(Result):
         return fig, ax if ax is not None else fig.axes[0]
 
 
+@renamed_kwargs(probes_per_pass="per_pass")
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 10,
                     steps: int = 90, weight_decay: float = 0.0, params: Sequence[str] | str | None = None,
-                    seed: int = 0, probes_per_pass: int | None = None, memory_budget_gib: float = 2.0,
+                    seed: int = 0, per_pass: int | None = None, memory_budget_gib: float = 2.0,
                     hvp_mode: str | None = None, loss_reduction: str | None = None,
                     distributed: bool | None = None, operator: CurvatureOperator | None = None,
-                    output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensity:
+                    output_fn: OutputFn | None = None, progress: bool = True) -> HessianDensityResult:
     """Eigenvalue density of the Hessian of the mean loss over `data` by SLQ.
 
     Args:
         output_fn: model output -> logits for dict/tuple/ModelOutput models the default rule
             (common/outputs.py: a tensor, .logits, ["logits"], the first element) does not cover.
         num_probes: Rademacher probes; steps: Lanczos steps per probe (capped at the number of params).
-        probes_per_pass: probes whose Lanczos runs share one batched HVP pass (default: as many as fit
+        per_pass: probes whose Lanczos runs share one batched HVP pass (default: as many as fit
             a Krylov buffer of `memory_budget_gib`).
         loss_reduction, distributed: see HessianOperator. operator: a ready curvature operator (GGN,
             empirical Fisher) instead of the Hessian; model/loss_fn/data are then ignored.
 
-    Returns: HessianDensity with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
+    Returns: HessianDensityResult with nodes/weights [num_probes, steps]; `.density(grid, sigma)`.
 
     Example:
         >>> import torch
@@ -150,17 +153,21 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes:
         loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
     P = H.num_params
     steps = min(steps, P)
-    if probes_per_pass is None:
+    if per_pass is None:
         per_probe = (steps + 1) * P * torch.finfo(H.dtype).bits // 8
-        probes_per_pass = max(1, min(num_probes, int(memory_budget_gib * 2 ** 30 // per_probe)))
+        per_pass = max(1, min(num_probes, int(memory_budget_gib * 2 ** 30 // per_probe)))
     gen = make_generator(seed, H.device)
     nodes, weights = [], []
-    for start in range(0, num_probes, probes_per_pass):
-        b = min(probes_per_pass, num_probes - start)
+    for start in range(0, num_probes, per_pass):
+        b = min(per_pass, num_probes - start)
         v0 = rademacher((b, P), dtype=H.dtype, device=H.device, generator=gen)
         T = lanczos_tridiagonal(H, v0, steps, generator=gen, progress=progress,
                                 desc=f"slq probes {start + 1}-{start + b}/{num_probes}")
         theta, S = torch.linalg.eigh(T)
         nodes.append(theta.cpu())
         weights.append((S[:, 0, :] ** 2).cpu())
-    return HessianDensity(nodes=torch.cat(nodes), weights=torch.cat(weights), n_hvp=H.n_hvp, num_params=P)
+    return HessianDensityResult(nodes=torch.cat(nodes), weights=torch.cat(weights), num_hvp=H.num_hvp, num_params=P)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianDensity": HessianDensityResult}, __name__)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import iter_batches
+from ..common.deprecation import module_aliases, renamed_fields, renamed_kwargs
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
@@ -41,8 +42,9 @@ from .operator import LossFn, MiniBatchHessians, select_parameters
 SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
-class MaxEigenvalueSpectrum(Result):
+class MaxEigenvalueSpectrumResult(Result):
     """Per-mini-batch top-k eigenvalues [num_batches, top_k] (signed, ordered best-first for `which`).
 
     negative_fraction: fraction of all pooled values < 0. positive_mean: mean of the values > 0
@@ -59,7 +61,7 @@ class MaxEigenvalueSpectrum(Result):
     positive_mean: float
     batch_size: int
     which: str
-    n_hvp: int
+    num_hvp: int
 
     @property
     def num_samples(self) -> int:
@@ -87,7 +89,7 @@ class MaxEigenvalueSpectrum(Result):
         fractions and the positive mean are ratios of pooled totals over the resampled mini-batches.
 
         Example:
-            >>> r = MaxEigenvalueSpectrum(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
+            >>> r = MaxEigenvalueSpectrumResult(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.zeros(2, 2),
             ...                           torch.ones(2, 2, dtype=torch.bool), 0.25, 2.0, 16, "LM", 10)
             >>> s = r.summary()
             >>> s["negative_fraction"].value, s["positive_mean"].value, s["positive_mean"].n
@@ -124,7 +126,7 @@ class MaxEigenvalueSpectrum(Result):
         if kwargs.pop("color", None) is not None:
             import warnings
 
-            warnings.warn("MaxEigenvalueSpectrum.plot: color= is deprecated and ignored (models take the shared "
+            warnings.warn("MaxEigenvalueSpectrumResult.plot: color= is deprecated and ignored (models take the shared "
                           "colours of fastvit_analysis.plot.style)", DeprecationWarning, stacklevel=2)
         if axes is not None:
             kwargs.setdefault("summary", len(axes) == 4)
@@ -153,15 +155,16 @@ def _mini_batches(data: Any, batch_size: int, num_batches: int | None) -> tuple[
     return x, y
 
 
+@renamed_kwargs(batches_per_pass="per_pass")
 def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, batch_size: int = 16,
                             num_batches: int | None = None, top_k: int = 5, which: str = "LM",
                             transform: Callable[[Tensor], Tensor] | None = None, tol: float = 1e-3,
                             max_hvp: int = 300, max_basis: int | None = None, weight_decay: float = 0.0,
                             params: Sequence[str] | str | None = None, seed: int = 0,
-                            batches_per_pass: int = 8, out: str | os.PathLike | None = None,
-                            resume: bool = True, hvp_mode: str = "forward-over-reverse",
+                            per_pass: int = 8, out: str | os.PathLike | None = None,
+                            resume: bool = True, hvp_mode: str | None = None,
                             output_fn: OutputFn | None = None, warm_start: bool = False,
-                            progress: bool = True) -> MaxEigenvalueSpectrum:
+                            progress: bool = True) -> MaxEigenvalueSpectrumResult:
     """Top-k Hessian eigenvalues of every mini-batch of `batch_size` samples of `data`.
 
     Args:
@@ -171,7 +174,9 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         transform: applied to each mini-batch's inputs [batch_size, ...] (a training augmentation);
             seeded per mini-batch (seed, index), so results are reproducible and resumable.
         tol, max_hvp: per mini-batch convergence (residual <= tol·|λ|max) and product budget.
-        batches_per_pass: mini-batches solved together (vmap); memory grows with it.
+        hvp_mode: as hessian_spectrum's; None (the default everywhere) is "forward-over-reverse" here
+            (the mini-batches are vmapped, which double backward cannot do).
+        per_pass: mini-batches solved together (vmap); memory grows with it.
         out, resume: write finished chunks to `out` and skip them on a re-run (see run_sweep). The
             folder records a fingerprint of the weights, the mini-batches and every setting; a re-run
             with any of them changed is refused (StaleResultsError naming it) unless resume=False.
@@ -182,11 +187,11 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             Rayleigh-Ritz with explicit residuals (curvature.warm); False: thick-restart Lanczos from a
             random vector each. Both stop at the same criterion, residual <= tol·|λ|max, so the
             eigenvalues agree to tol. Default False: warm starts save some products on a trained net but
-            not time at the default batches_per_pass, and cost products on untrained nets (the figures:
+            not time at the default per_pass, and cost products on untrained nets (the figures:
             bench/bench_curvature.py::test_max_eigen_warm_vs_cold, bench/results/README.md). A warm
             chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
 
-    Returns: MaxEigenvalueSpectrum with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
+    Returns: MaxEigenvalueSpectrumResult with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
     Example:
         >>> import torch
@@ -198,12 +203,13 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         >>> fig = res.plot()
     """
     check_which(which)
+    hvp_mode = hvp_mode or "forward-over-reverse"  # the recorded setting stays what it was before None
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
         raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
-    if not isinstance(batches_per_pass, int) or batches_per_pass < 1:
-        raise ValueError(f"batches_per_pass must be a positive int, got {batches_per_pass!r}")
+    if not isinstance(per_pass, int) or per_pass < 1:
+        raise ValueError(f"per_pass must be a positive int, got {per_pass!r}")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable on a batch of inputs, got {type(transform).__name__}")
     check_output_fn(output_fn)
@@ -281,13 +287,17 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
                       "loss_reduction": getattr(loss_fn, "reduction", None), "output_fn": output_fn,
                       "warm_start": warm_start})
     results = run_sweep(evaluate, list(range(n)), out=out, resume=resume, meta=meta, fingerprint=print_,
-                        chunk_size=batches_per_pass, desc="max_eigenvalue_spectrum", progress=progress)
+                        per_pass=per_pass, desc="max_eigenvalue_spectrum", progress=progress)
     values = torch.tensor([nan_for_none(r["eigenvalues"]) for r in results], dtype=torch.float64)
     residuals = torch.tensor([nan_for_none(r["residuals"]) for r in results], dtype=torch.float64)
     scale = values.abs().amax(dim=1, keepdim=True)
     positive = values[values > 0]
-    return MaxEigenvalueSpectrum(
+    return MaxEigenvalueSpectrumResult(
         eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale,
         negative_fraction=float((values < 0).double().mean()),
         positive_mean=float(positive.mean()) if positive.numel() else float("nan"),
-        batch_size=batch_size, which=which, n_hvp=int(sum(r["n_hvp"] for r in results)))
+        batch_size=batch_size, which=which, num_hvp=int(sum(r["n_hvp"] for r in results)))
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"MaxEigenvalueSpectrum": MaxEigenvalueSpectrumResult}, __name__)

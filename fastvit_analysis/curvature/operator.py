@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..common import distributed as dist_utils
 from ..common.batches import Batch, materialize_batches
+from ..common.deprecation import renamed_attribute, renamed_kwargs
 from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.modes import eval_mode
 from ..common.outputs import OutputFn, check_output_fn, model_logits
@@ -225,33 +226,36 @@ class CurvatureOperator:
     - distributed (default: on when a torch.distributed group of >1 processes is initialised): `data`
       is this rank's shard; N is summed over ranks and each product all-reduces the rank's partial
       Σ_b w_b C_b V in one flat buffer, so every rank holds the product over all shards;
-    - `to_scipy()`, `dense()`, `@`, and `n_hvp` (products counted per vector).
+    - `to_scipy()`, `dense()`, `@`, and `num_hvp` (products counted per vector; `n_hvp` is its deprecated name).
 
     `num_operators` is 1 here: every row of V is multiplied by the same C. (MiniBatchHessians holds b
     operators and multiplies row i by the i-th.)
     """
 
     num_operators = 1
+    n_hvp = renamed_attribute("n_hvp", "num_hvp")
+    vectors_per_pass = renamed_attribute("vectors_per_pass", "per_pass")
     one_operator_per_row = False  # True for MiniBatchHessians: row i of V goes to operator i
 
+    @renamed_kwargs(vectors_per_pass="per_pass")
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
                  hvp_mode: str = "forward-over-reverse", loss_reduction: str | None = None,
                  distributed: bool | None = None, output_fn: OutputFn | None = None):
         _check_common_arguments(model, loss_fn, weight_decay)
-        if vectors_per_pass is not None and (isinstance(vectors_per_pass, bool) or not isinstance(vectors_per_pass, int)
-                                             or vectors_per_pass < 1):
-            raise ValueError(f"vectors_per_pass must be a positive int or None, got {vectors_per_pass!r}")
+        if per_pass is not None and (isinstance(per_pass, bool) or not isinstance(per_pass, int)
+                                             or per_pass < 1):
+            raise ValueError(f"per_pass must be a positive int or None, got {per_pass!r}")
         self.model = model
         self.weight_decay = float(weight_decay)
         self.loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
         self.distributed = _resolve_distributed(distributed)
         self._loss = _LossFunction(model, loss_fn, select_parameters(model, params), hvp_mode, output_fn)
         self.flat = self._loss.flat
-        if vectors_per_pass is None:
-            vectors_per_pass = 1 << 30 if self.flat.device.type == "cuda" else 8
-        self.vectors_per_pass = vectors_per_pass
-        self.n_hvp = 0
+        if per_pass is None:
+            per_pass = 1 << 30 if self.flat.device.type == "cuda" else 8
+        self.per_pass = per_pass
+        self.num_hvp = 0
         self._set_data(data)
 
     # -- data --------------------------------------------------------------------------------------
@@ -337,13 +341,13 @@ class CurvatureOperator:
             out = buffer.to(out.device)
         if self.weight_decay:
             out.add_(V, alpha=self.weight_decay)
-        self.n_hvp += V.shape[0] // self.num_operators
+        self.num_hvp += V.shape[0] // self.num_operators
         return out
 
     def _local_matmat(self, V: Tensor) -> Tensor:
-        """Σ_b w_b C_b V over this process's batches, `vectors_per_pass` vectors per pass."""
+        """Σ_b w_b C_b V over this process's batches, `per_pass` vectors per pass."""
         out = torch.zeros_like(V)
-        step = self.vectors_per_pass
+        step = self.per_pass
         with _prepare_model(self.model), _explain_ad_errors():
             for w, (x, y) in zip(self._weights, self.batches):
                 for s in range(0, V.shape[0], step):
@@ -399,7 +403,7 @@ class HessianOperator(CurvatureOperator):
         params: restrict θ to these parameter names / module prefixes (default: all trainable).
         distributed: under torch.distributed, `data` is this rank's shard and every product is the
             all-reduced product over all shards (default: on when the group has > 1 process).
-        vectors_per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
+        per_pass: how many vectors one vmapped pass carries in `matmat` (default: all on a
             GPU, 8 on CPU, which bounds the memory of the batched tangents; timings in bench/).
         hvp_mode: "forward-over-reverse" (jvp of grad) or "reverse-over-reverse" (vjp of grad, i.e.
             double backward through torch.func) recompute the forward and the first backward for
@@ -411,7 +415,7 @@ class HessianOperator(CurvatureOperator):
 
     `matvec(v)`: v [P] -> Hv [P]. `matmat(V)`: V [k, P] -> HV [k, P] (vmapped over vectors, or one
     backward per vector through the kept graph in "double-backward" mode).
-    `n_hvp` counts products (one per vector over the whole data).
+    `num_hvp` counts products (one per vector over the whole data).
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -422,13 +426,14 @@ class HessianOperator(CurvatureOperator):
         (torch.Size([15, 15]), True)
     """
 
+    @renamed_kwargs(vectors_per_pass="per_pass")
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
                  hvp_mode: str | None = None, loss_reduction: str | None = None,
                  distributed: bool | None = None, output_fn: OutputFn | None = None):
         self._graphs: list[tuple[Tensor, Tensor]] | None = None  # hvp_mode="double-backward"
         super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         vectors_per_pass=vectors_per_pass, hvp_mode=hvp_mode or "forward-over-reverse",
+                         per_pass=per_pass, hvp_mode=hvp_mode or "forward-over-reverse",
                          loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
         if hvp_mode is None and len(self.batches) == 1:
             self._loss.hvp_mode = "double-backward"
@@ -472,12 +477,13 @@ class GGNOperator(CurvatureOperator):
         True
     """
 
+    @renamed_kwargs(vectors_per_pass="per_pass")
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
                  loss_reduction: str | None = None, distributed: bool | None = None,
                  output_fn: OutputFn | None = None):
         super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
+                         per_pass=per_pass, loss_reduction=loss_reduction,
                          distributed=distributed, output_fn=output_fn)
 
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
@@ -500,12 +506,13 @@ class EmpiricalFisherOperator(CurvatureOperator):
         torch.Size([15])
     """
 
+    @renamed_kwargs(vectors_per_pass="per_pass")
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
                  loss_reduction: str | None = None, distributed: bool | None = None,
                  output_fn: OutputFn | None = None):
         super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
+                         per_pass=per_pass, loss_reduction=loss_reduction,
                          distributed=distributed, output_fn=output_fn)
 
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from ..common.deprecation import module_aliases, renamed_fields
 from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -26,19 +27,20 @@ from .operator import CurvatureOperator, HessianOperator, LossFn
 from .power import power_iteration
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianSpectrum(Result):
+class HessianSpectrumResult(Result):
     """Top-k eigenvalues of a Hessian.
 
     eigenvalues [k]: "LA" descending, "SA" ascending, "LM" by descending |λ| (signed).
     residuals [k]: ‖Hv − λv‖ computed explicitly for each returned (unit) eigenvector.
-    converged [k]: residual <= tol·|λ|max. n_hvp: Hessian-vector products used (all of them).
+    converged [k]: residual <= tol·|λ|max. num_hvp: Hessian-vector products used (all of them).
     """
 
     eigenvalues: Tensor
     residuals: Tensor
     converged: Tensor
-    n_hvp: int
+    num_hvp: int
     which: str
     method: str
     tol: float
@@ -52,7 +54,7 @@ class HessianSpectrum(Result):
         return spectrum(self, **kwargs)
 
     def summary(self) -> dict[str, Estimate]:
-        """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = n_hvp.
+        """{"eigenvalue_<i>": λ_i with ci95 = [λ_i − r_i, λ_i + r_i]}, r_i the residual, n = num_hvp.
 
         Not a sampling interval: a certified bound. For symmetric H and a unit vector v, the interval
         [λ − ‖Hv − λv‖, λ + ‖Hv − λv‖] holds at least one eigenvalue of H (Bauer–Fike / Krylov–Weinstein),
@@ -61,14 +63,14 @@ class HessianSpectrum(Result):
 
         Example:
             >>> import torch
-            >>> r = HessianSpectrum(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
+            >>> r = HessianSpectrumResult(torch.tensor([3.0]), torch.tensor([0.5]), torch.tensor([True]), 12,
             ...                     "LA", "lanczos", 1e-3, 10)
             >>> r.summary()["eigenvalue_0"]
             Estimate(value=3.0, ci95=(2.5, 3.5), n=12)
         """
         values = self.eigenvalues.double().tolist()
         residuals = self.residuals.double().tolist()
-        return {f"eigenvalue_{i}": Estimate(v, (v - r, v + r), int(self.n_hvp))
+        return {f"eigenvalue_{i}": Estimate(v, (v - r, v + r), int(self.num_hvp))
                 for i, (v, r) in enumerate(zip(values, residuals))}
 
 
@@ -77,21 +79,22 @@ def _residuals(H: CurvatureOperator, values: Tensor, vectors: Tensor) -> Tensor:
     return explicit_residuals(H, values.unsqueeze(0), vectors.unsqueeze(0))[0]
 
 
-def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int = 5, which: str = "LA",
-                     tol: float = 1e-4, max_hvp: int | None = None, weight_decay: float = 0.0,
+def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int = 5, which: str = "LM",
+                     tol: float = 1e-3, max_hvp: int | None = None, weight_decay: float = 0.0,
                      params: Sequence[str] | str | None = None, seed: int = 0,
                      return_eigenvectors: bool = False, method: str = "lanczos",
                      max_basis: int | None = None, hvp_mode: str | None = None,
                      loss_reduction: str | None = None, distributed: bool | None = None,
                      operator: CurvatureOperator | None = None, output_fn: OutputFn | None = None,
-                     progress: bool = True) -> HessianSpectrum:
+                     progress: bool = True) -> HessianSpectrumResult:
     """Top-k eigenvalues of the Hessian of the mean loss over `data` w.r.t. the trainable parameters.
 
     Args:
         output_fn: model output -> logits for dict/tuple/ModelOutput models the default rule
             (common/outputs.py: a tensor, .logits, ["logits"], the first element) does not cover.
         data: one (inputs, targets) batch or an iterable of batches (full-data Hessian).
-        which: "LA" algebraically largest, "SA" smallest (most negative), "LM" largest magnitude.
+        which: "LM" largest magnitude (signed; the default, as the paper and the CLI), "LA" algebraically
+            largest, "SA" smallest (most negative).
         tol: converged when ‖Hv − λv‖ <= tol·|λ|max (checked explicitly at the end).
         max_hvp: budget of HVPs for the Krylov iteration (default 1000).
         method: "lanczos" (thick-restart Lanczos, full re-orthogonalisation) or "power" (PyHessian's
@@ -106,7 +109,7 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         operator: a ready curvature operator (GGNOperator, EmpiricalFisherOperator, a HessianOperator
             you built) to use instead of the Hessian; model/loss_fn/data are then ignored (pass None).
 
-    Returns: HessianSpectrum with eigenvalues [top_k], residuals [top_k], converged [top_k], n_hvp.
+    Returns: HessianSpectrumResult with eigenvalues [top_k], residuals [top_k], converged [top_k], num_hvp.
 
     Example:
         >>> import torch
@@ -160,7 +163,11 @@ def hessian_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, top_k: int
         order = order_by(values, which_used)
         values, vectors, residuals = values[order], vectors[order], residuals[order]
     scale = float(values.abs().max())
-    return HessianSpectrum(
-        eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale, n_hvp=H.n_hvp,
+    return HessianSpectrumResult(
+        eigenvalues=values, residuals=residuals, converged=residuals <= tol * scale, num_hvp=H.num_hvp,
         which=which_used, method=method, tol=tol, num_params=P,
         eigenvectors=vectors.detach() if return_eigenvectors else None)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianSpectrum": HessianSpectrumResult}, __name__)

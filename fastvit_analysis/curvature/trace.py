@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from ..common.deprecation import module_aliases, renamed_fields, renamed_kwargs
 from ..common.intervals import Estimate, normal_interval
 from ..common.outputs import OutputFn
 from ..common.results import Result
@@ -27,13 +28,14 @@ from .operator import CurvatureOperator, HessianOperator, LossFn
 METHODS = ("hutch++", "hutchinson")
 
 
+@renamed_fields(n_hvp="num_hvp")
 @dataclass
-class HessianTrace(Result):
-    """Estimated trace `value` with its standard error `stderr` (of the random part), `n_hvp` used."""
+class HessianTraceResult(Result):
+    """Estimated trace `value` with its standard error `stderr` (of the random part), `num_hvp` used."""
 
     value: float
     stderr: float
-    n_hvp: int
+    num_hvp: int
     num_probes: int
     method: str
     num_params: int
@@ -48,22 +50,23 @@ class HessianTrace(Result):
         """{"trace": value ± 1.96·stderr}, a normal interval with n = num_probes (docs/methods.md §5).
 
         Example:
-            >>> HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95
+            >>> HessianTraceResult(10.0, 1.0, 30, 30, "hutchinson", 100).summary()["trace"].ci95
             (8.040036015459947, 11.959963984540053)
         """
         return {"trace": normal_interval(self.value, self.stderr, self.num_probes)}
 
 
+@renamed_kwargs(chunk_size="per_pass")
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: int = 100,
                   method: str = "hutch++", weight_decay: float = 0.0,
-                  params: Sequence[str] | str | None = None, seed: int = 0, chunk_size: int = 8,
+                  params: Sequence[str] | str | None = None, seed: int = 0, per_pass: int = 8,
                   hvp_mode: str | None = None, loss_reduction: str | None = None,
                   distributed: bool | None = None, operator: CurvatureOperator | None = None,
-                  output_fn: OutputFn | None = None, progress: bool = True) -> HessianTrace:
+                  output_fn: OutputFn | None = None, progress: bool = True) -> HessianTraceResult:
     """tr(H) of the mean loss over `data`, from `num_probes` Hessian-vector products.
 
     method: "hutch++" (low-rank part exact + Hutchinson on the rest; lower variance) or "hutchinson".
-    chunk_size: vectors per batched HVP pass (memory: chunk_size × model activations).
+    per_pass: vectors per batched HVP pass (memory: per_pass × model activations).
     loss_reduction, distributed: see HessianOperator. operator: a ready curvature operator (GGN,
     empirical Fisher) instead of the Hessian; model/loss_fn/data are then ignored.
 
@@ -81,13 +84,17 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Any, *, num_probes: i
     if not isinstance(num_probes, int) or num_probes < (3 if method == "hutch++" else 2):
         raise ValueError(f"num_probes must be an int >= {3 if method == 'hutch++' else 2} for {method}, "
                          f"got {num_probes!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if per_pass < 1:
+        raise ValueError(f"per_pass must be >= 1, got {per_pass}")
     H = operator if operator is not None else HessianOperator(
         model, loss_fn, data, weight_decay=weight_decay, params=params, hvp_mode=hvp_mode,
         loss_reduction=loss_reduction, distributed=distributed, output_fn=output_fn)
     gen = make_generator(seed, H.device)
     estimator = hutch_plus_plus if method == "hutch++" else hutchinson
-    value, stderr, _ = estimator(H, num_probes, generator=gen, chunk=chunk_size, progress=progress)
-    return HessianTrace(value=value, stderr=stderr, n_hvp=H.n_hvp, num_probes=num_probes, method=method,
+    value, stderr, _ = estimator(H, num_probes, generator=gen, chunk=per_pass, progress=progress)
+    return HessianTraceResult(value=value, stderr=stderr, num_hvp=H.num_hvp, num_probes=num_probes, method=method,
                         num_params=H.num_params)
+
+
+# the name before issue 16's vocabulary, kept one release: importing it warns
+__getattr__ = module_aliases({"HessianTrace": HessianTraceResult}, __name__)

@@ -6,7 +6,7 @@ one batch or hands each latent to a callback as soon as it is computed, so that 
 loader keep only reduced statistics.
 
 Canonical latent layouts: feature maps (B, C, H, W) (NHWC outputs such as Swin's are permuted, a view),
-token sequences (B, N, C) whose first `prefix_tokens` are class/distillation/register tokens, or
+token sequences (B, N, C) whose first `num_prefix_tokens` are class/distillation/register tokens, or
 vectors (B, D).
 
 Example:
@@ -15,7 +15,7 @@ Example:
     >>> vit = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=8, embed_dim=32,
     ...                                                          depth=2, num_heads=2)
     >>> feats = extract_features(vit, torch.randn(2, 3, 32, 32))
-    >>> list(feats)[:3], feats.kinds["blocks.0:msa"], feats.prefix_tokens["blocks.0:msa"]
+    >>> list(feats)[:3], feats.kinds["blocks.0:msa"], feats.num_prefix_tokens["blocks.0:msa"]
     (['patch_embed', 'blocks.0:msa', 'blocks.0:mlp'], 'msa', 1)
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import is_single_batch, iter_batches, model_device
+from ..common.deprecation import renamed_attribute, renamed_fields, renamed_kwargs
 from ..common.modes import eval_mode
 from ..common.progress import progress_bar
 
@@ -38,6 +39,7 @@ LAYOUTS = ("auto", "nchw", "nhwc", "tokens")
 LatentCallback = Callable[["LatentSpec", Tensor], None]
 
 
+@renamed_fields(prefix_tokens="num_prefix_tokens")
 @dataclass(frozen=True)
 class LatentSpec:
     """Where one latent comes from.
@@ -45,7 +47,7 @@ class LatentSpec:
     name: the latent's name (a module path, or `<block>:msa` / `<block>:mlp` for the two residual
         halves of a transformer block). module: path of the hooked module. capture: "output" of the
         module or its first positional "input". kind: one of KINDS. layout: "nchw", "nhwc", "tokens"
-        or "auto" (4-D -> nchw, 3-D -> tokens). prefix_tokens: leading non-spatial tokens.
+        or "auto" (4-D -> nchw, 3-D -> tokens). num_prefix_tokens: leading non-spatial tokens.
     """
 
     name: str
@@ -53,7 +55,7 @@ class LatentSpec:
     kind: str = "conv"
     capture: str = "output"
     layout: str = "auto"
-    prefix_tokens: int = 0
+    num_prefix_tokens: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -74,7 +76,7 @@ class LatentSpec:
 
 
 class Features(OrderedDict):
-    """Ordered name -> latent, with `.specs`, `.kinds` and `.prefix_tokens` (both name -> value)."""
+    """Ordered name -> latent, with `.specs`, `.kinds` and `.num_prefix_tokens` (both name -> value)."""
 
     specs: list[LatentSpec]
 
@@ -83,8 +85,10 @@ class Features(OrderedDict):
         return {s.name: s.kind for s in self.specs}
 
     @property
-    def prefix_tokens(self) -> dict[str, int]:
-        return {s.name: s.prefix_tokens for s in self.specs}
+    def num_prefix_tokens(self) -> dict[str, int]:
+        return {s.name: s.num_prefix_tokens for s in self.specs}
+
+    prefix_tokens = renamed_attribute("prefix_tokens", "num_prefix_tokens")
 
 
 def batch_count(data: Any) -> int | None:
@@ -105,7 +109,8 @@ def _first_tensor(value: Any, name: str) -> Tensor:
     raise TypeError(f"latent {name!r}: hooked value is {type(value).__name__}, expected a tensor")
 
 
-def to_feature_map(z: Tensor, prefix_tokens: int = 0) -> Tensor:
+@renamed_kwargs(prefix_tokens="num_prefix_tokens")
+def to_feature_map(z: Tensor, num_prefix_tokens: int = 0) -> Tensor:
     """A latent as (B, C, H, W): maps unchanged; tokens (B, N, C) lose their prefix and are reshaped to
     (B, C, √N', √N') (a view when possible).
 
@@ -118,11 +123,11 @@ def to_feature_map(z: Tensor, prefix_tokens: int = 0) -> Tensor:
     if z.ndim != 3:
         raise ValueError(f"expected a (B, C, H, W) map or (B, N, C) tokens, got shape {tuple(z.shape)}")
     b, n, c = z.shape
-    side = math.isqrt(max(n - prefix_tokens, 0))
-    if side * side != n - prefix_tokens or side == 0:
-        raise ValueError(f"{n} tokens minus {prefix_tokens} prefix tokens is not a square grid; pass "
-                         f"prefix_tokens correctly or use feature maps")
-    return z[:, prefix_tokens:].transpose(1, 2).reshape(b, c, side, side)
+    side = math.isqrt(max(n - num_prefix_tokens, 0))
+    if side * side != n - num_prefix_tokens or side == 0:
+        raise ValueError(f"{n} tokens minus {num_prefix_tokens} prefix tokens is not a square grid; pass "
+                         f"num_prefix_tokens correctly or use feature maps")
+    return z[:, num_prefix_tokens:].transpose(1, 2).reshape(b, c, side, side)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,7 +304,7 @@ def latent_specs(model: nn.Module, layers: Sequence[str | LatentSpec] | None = N
             elif item in defaults:
                 specs.append(defaults[item])
             elif item in modules and item != "":
-                specs.append(LatentSpec(item, item, _infer_kind(modules[item], item), prefix_tokens=prefix))
+                specs.append(LatentSpec(item, item, _infer_kind(modules[item], item), num_prefix_tokens=prefix))
             else:
                 close = [n for n in list(defaults) + list(modules) if n and item.split(".")[0] in n][:8]
                 raise ValueError(f"layers: {item!r} is neither a latent nor a module of "
@@ -371,10 +376,10 @@ class LatentExtractor:
                                  f"forward pass (a shared module, e.g. torchvision's reused ReLU); pick a "
                                  f"module that runs once")
             z = spec.canonical(value)
-            if z.ndim == 3 and spec.layout == "auto" and spec.prefix_tokens:
+            if z.ndim == 3 and spec.layout == "auto" and spec.num_prefix_tokens:
                 side = math.isqrt(z.shape[1])
                 if side * side == z.shape[1]:  # a square grid already: no prefix in this output
-                    spec = replace(spec, prefix_tokens=0)
+                    spec = replace(spec, num_prefix_tokens=0)
             seen_specs[spec.name] = spec
             if on_latent is not None:
                 on_latent(spec, z.detach())
@@ -424,7 +429,7 @@ class LatentExtractor:
 def extract_features(model: nn.Module, x: Tensor, *, layers: Sequence[str | LatentSpec] | None = None,
                      kinds: Mapping[str, str] | None = None) -> Features:
     """The latents of one batch `x` (B, 3, H, W): ordered name -> tensor, with `.kinds` (name ->
-    "msa" | "conv" | "mlp" | "embed" | "downsample") and `.prefix_tokens` (name -> int).
+    "msa" | "conv" | "mlp" | "embed" | "downsample") and `.num_prefix_tokens` (name -> int).
 
     Latents per docs/methods.md §3: ResNets the stem then every residual block; ViTs the patch embedding then per
     block x + attn and x + mlp (25 latents for 12 blocks). Token latents stay (B, N, C) including the

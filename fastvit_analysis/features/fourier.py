@@ -147,7 +147,7 @@ def _spatial_shape(z: Tensor, spec: LatentSpec) -> tuple[int, int]:
     if z.ndim == 4:
         return int(z.shape[-2]), int(z.shape[-1])
     if z.ndim == 3:
-        count = z.shape[1] - spec.prefix_tokens
+        count = z.shape[1] - spec.num_prefix_tokens
         side = math.isqrt(max(count, 0))
         return (side, side) if side * side == count else (count, 1)
     raise ValueError(f"latent {spec.name!r} has shape {tuple(z.shape)}: Fourier analysis needs feature maps "
@@ -183,10 +183,10 @@ class FourierAccumulator:
             if height != width:
                 raise ValueError(f"latent {spec.name!r} has non-square {height}x{width} maps; the diagonal "
                                  f"spectrum needs H == W: use spectrum='radial'")
-            prefix = spec.prefix_tokens if z.ndim == 3 else 0
+            prefix = spec.num_prefix_tokens if z.ndim == 3 else 0
             a.add(diag_log_amplitude(z, prefix, backend=self.backend), maps_count)
         else:
-            maps = to_feature_map(z, spec.prefix_tokens) if z.ndim == 3 else z
+            maps = to_feature_map(z, spec.num_prefix_tokens) if z.ndim == 3 else z
             work = torch.float64 if maps.dtype == torch.float64 else torch.float32
             log_amp = torch.log(torch.fft.fft2(maps.to(work)).abs() + LOG_EPS)
             a.add(log_amp.mean(dim=(0, 1)), maps_count)

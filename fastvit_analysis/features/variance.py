@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import renamed_kwargs
 from ..common.intervals import Estimate, bootstrap_interval, estimates_to_dict
 from ..common.results import Result
 from ..ops import feature_moments
@@ -71,19 +72,20 @@ class VarianceResult(Result):
         return variance(self, **kwargs)
 
 
-def per_map_variance(z: Tensor, prefix_tokens: int = 0, *, backend: str | None = None) -> Tensor:
+@renamed_kwargs(prefix_tokens="num_prefix_tokens")
+def per_map_variance(z: Tensor, num_prefix_tokens: int = 0, *, backend: str | None = None) -> Tensor:
     """[B, C] unbiased variance of each map over its positions (tokens after the prefix); any H, W."""
     if z.ndim == 4 and z.shape[-1] != z.shape[-2]:
         return torch.var(z.to(torch.float64 if z.dtype == torch.float64 else torch.float32).flatten(2),
                          dim=-1, correction=1)
     if z.ndim == 3:
-        count = z.shape[1] - prefix_tokens
+        count = z.shape[1] - num_prefix_tokens
         if count <= 0 or math.isqrt(count) ** 2 != count:
-            return torch.var(z[:, prefix_tokens:].float(), dim=1, correction=1)
+            return torch.var(z[:, num_prefix_tokens:].float(), dim=1, correction=1)
     if z.ndim not in (3, 4):
         raise ValueError(f"feature-map variance needs (B, C, H, W) maps or (B, N, C) tokens, got "
                          f"shape {tuple(z.shape)}")
-    return feature_moments(z, prefix_tokens if z.ndim == 3 else 0, backend=backend)[1]
+    return feature_moments(z, num_prefix_tokens if z.ndim == 3 else 0, backend=backend)[1]
 
 
 class VarianceAccumulator:
@@ -101,7 +103,7 @@ class VarianceAccumulator:
         self.batch_sizes: list[int] = []
 
     def __call__(self, spec: LatentSpec, z: Tensor) -> None:
-        var = per_map_variance(z, spec.prefix_tokens if z.ndim == 3 else 0, backend=self.backend)
+        var = per_map_variance(z, spec.num_prefix_tokens if z.ndim == 3 else 0, backend=self.backend)
         total = float(var.to(torch.float64).sum())
         means = self.batch_means[spec.name]
         if len(means) == len(self.batch_sizes):  # the first latent of a new batch

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..common.batches import materialize_batches, model_device
+from ..common.deprecation import renamed_fields, renamed_kwargs
 from ..common.fingerprint import fingerprint, hash_tensors
 from ..common.intervals import ArrayEstimate, Estimate, bootstrap_interval, wilson_interval
 from ..common.modes import eval_mode
@@ -50,6 +51,7 @@ __all__ = ["loss_landscape", "LandscapeResult", "evaluate_points"]
 Span = tuple[float, float]
 
 
+@renamed_fields(n_samples="num_samples")
 @dataclass
 class LandscapeResult(Result):
     """A 1-D or 2-D loss landscape.
@@ -73,7 +75,7 @@ class LandscapeResult(Result):
     accuracy: np.ndarray
     l2_norm: np.ndarray
     l2_coef: float = 0.0
-    n_samples: int = 0
+    num_samples: int = 0
     directions: list[Direction] | None = field(default=None, repr=False, metadata={"serialize": False})
     batch_loss_sum: np.ndarray | None = None
     batch_correct: np.ndarray | None = None
@@ -154,7 +156,7 @@ class LandscapeResult(Result):
             >>> a = np.linspace(-1, 1, 3); z = np.add.outer(a ** 2, a ** 2)
             >>> per_batch = np.stack([z * 4, z * 4 + 2], axis=-1)           # two batches of 4 samples
             >>> r = LandscapeResult([a, a], z + 0.25, z + 0.25, np.full_like(z, np.nan), np.zeros_like(z),
-            ...                     n_samples=8, batch_loss_sum=per_batch, batch_correct=None,
+            ...                     num_samples=8, batch_loss_sum=per_batch, batch_correct=None,
             ...                     batch_sizes=[4, 4])
             >>> r.summary()["border_rise"].value                            # border mean 1.5, centre 0
             1.5
@@ -179,10 +181,10 @@ class LandscapeResult(Result):
         correct = None
         if self.batch_correct is not None:
             correct = float(np.asarray(self.batch_correct, dtype=np.float64)[centre].sum())
-        elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.n_samples:
-            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.n_samples   # percent
-        if correct is not None and math.isfinite(correct) and self.n_samples:
-            out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.n_samples), scale=100.0)
+        elif np.isfinite(np.asarray(self.accuracy, dtype=np.float64)[centre]) and self.num_samples:
+            correct = float(np.asarray(self.accuracy)[centre]) / 100.0 * self.num_samples   # percent
+        if correct is not None and math.isfinite(correct) and self.num_samples:
+            out["centre_accuracy"] = wilson_interval(int(round(correct)), int(self.num_samples), scale=100.0)
         return out
 
 
@@ -211,7 +213,7 @@ class _PointEvaluator:
         self.shared = {**{n: b for n, b in buffers.items() if n not in moving}, **fixed}
         self.param_names = {n for n, _ in model.named_parameters()}
         self.directions, self.batches, self.loss_fn = directions, batches, loss_fn
-        self.n_samples = sum(int(x.shape[0]) for x, _ in batches)
+        self.num_samples = sum(int(x.shape[0]) for x, _ in batches)
         # the loss over all samples: batches weighted by size for a 'mean' loss, summed for a 'sum' loss
         self.loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
         self.batch_weights = batch_weights([int(x.shape[0]) for x, _ in batches], self.loss_reduction)
@@ -272,7 +274,7 @@ class _PointEvaluator:
         for name, t in self.fixed.items():
             if name in self.param_names:
                 l2 += torch.linalg.vector_norm(t.double()).cpu()
-        acc = correct / self.n_samples
+        acc = correct / self.num_samples
         batch_loss_t, batch_correct_t = torch.stack(batch_loss, 1), torch.stack(batch_correct, 1)  # [k, batches]
         return [{"nll": float(nll[i]), "accuracy": float(acc[i]), "l2_norm": float(l2[i]),
                  "batch_loss_sum": batch_loss_t[i].tolist(), "batch_correct": batch_correct_t[i].tolist()}
@@ -337,11 +339,13 @@ def default_points_per_pass(device: torch.device) -> int:
     return 1 if torch.device(device).type == "cpu" else 4
 
 
-def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tensor, Tensor]],
+@renamed_kwargs(batches="data")
+def evaluate_points(model: nn.Module, loss_fn: LossFn, data: list[tuple[Tensor, Tensor]],
                     base: dict[str, Tensor], directions: list[Direction], coords: Sequence[Sequence[float]],
                     *, buffers: dict[str, Tensor] | None = None,
                     output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> list[dict[str, float]]:
-    """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch.
+    """Loss at θ = base + Σ_k coords[i][k]·directions[k] for each i, in one vmapped pass per batch of
+    `data` (a list of (inputs, targets) batches).
 
     `base` must hold every parameter of the model (name -> tensor) and may also hold buffers that move
     (a direction entry for a buffer name moves it too, e.g. BatchNorm statistics along an
@@ -354,27 +358,27 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Tenso
         moving = {n: t for n, t in base.items() if n in moving_names}
         fixed = {n: t for n, t in base.items() if n not in moving_names}
         shared = dict(buffers if buffers is not None else model.named_buffers())
-        return _PointEvaluator(model, moving, fixed, shared, directions, batches, loss_fn,
+        return _PointEvaluator(model, moving, fixed, shared, directions, data, loss_fn,
                                check_output_fn(output_fn), loss_reduction)(coords)
 
 
 def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, Tensor],
                buffers: dict[str, Tensor] | None, directions: list[Direction], coordinates: list[np.ndarray],
-               l2_coef: float, out: str | os.PathLike | None, resume: bool, points_per_pass: int | None,
+               l2_coef: float, out: str | os.PathLike | None, resume: bool, per_pass: int | None,
                progress: bool, desc: str, meta_extra: dict[str, Any],
                output_fn: OutputFn | None = None, loss_reduction: str | None = None) -> LandscapeResult:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
-    if points_per_pass is not None and (not isinstance(points_per_pass, int) or isinstance(points_per_pass, bool)
-                                        or points_per_pass < 1):
-        raise ValueError(f"points_per_pass: expected an int >= 1 or None, got {points_per_pass!r}")
+    if per_pass is not None and (not isinstance(per_pass, int) or isinstance(per_pass, bool)
+                                        or per_pass < 1):
+        raise ValueError(f"per_pass: expected an int >= 1 or None, got {per_pass!r}")
     if not isinstance(l2_coef, (int, float)) or not math.isfinite(l2_coef):
         raise ValueError(f"l2_coef: expected a finite number, got {l2_coef!r}")
     check_output_fn(output_fn)
     loss_reduction = loss_reduction_of(loss_fn, loss_reduction)
     device = model_device(model)
-    if points_per_pass is None:
-        points_per_pass = default_points_per_pass(device)
+    if per_pass is None:
+        per_pass = default_points_per_pass(device)
     batches = materialize_batches(data, device=device, name="data")
     dims = len(coordinates)
     index = [(i,) for i in range(len(coordinates[0]))] if dims == 1 else \
@@ -396,7 +400,7 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
                       "l2_coef": float(l2_coef), "loss_fn": loss_fn,
                       "loss_reduction": loss_reduction, "output_fn": output_fn, **meta_extra})
     results = run_sweep(evaluate, index, out=out, resume=resume, meta=meta, fingerprint=print_,
-                        chunk_size=points_per_pass, desc=desc, progress=progress)
+                        per_pass=per_pass, desc=desc, progress=progress)
     shape = tuple(len(c) for c in coordinates)
     nll = np.array([float(nan_for_none(r["nll"])) for r in results]).reshape(shape)
     acc = 100.0 * np.array([float(nan_for_none(r["accuracy"])) for r in results]).reshape(shape)
@@ -409,15 +413,16 @@ def _landscape(model: nn.Module, loss_fn: LossFn, data: Any, *, base: dict[str, 
                      "batch_sizes": [int(x.shape[0]) for x, _ in batches]}
     return LandscapeResult(coordinates=coordinates, loss=nll + float(l2_coef) * l2, nll=nll, accuracy=acc,
                            l2_norm=l2, l2_coef=float(l2_coef),
-                           n_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
+                           num_samples=sum(int(x.shape[0]) for x, _ in batches), directions=directions,
                            **per_batch)
 
 
+@renamed_kwargs(points_per_pass="per_pass")
 def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
                    directions: list[Direction] | Direction | None = None, steps: int = 21,
                    span: Span | Sequence[Span] = (-1.0, 1.0), dims: int = 2, l2_coef: float = 0.0,
                    out: str | os.PathLike | None = None, resume: bool = True,
-                   points_per_pass: int | None = None, seed: int = 0, norm: str = "filter",
+                   per_pass: int | None = None, seed: int = 0, norm: str = "filter",
                    output_fn: OutputFn | None = None, loss_reduction: str | None = None,
                    progress: bool = True) -> LandscapeResult:
     """Loss (and accuracy) of `model` on a `steps`-point line (dims=1) or `steps`×`steps` grid (dims=2).
@@ -438,8 +443,8 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
         loss_reduction: 'mean' or 'sum' when loss_fn has no `.reduction` (default 'mean'): the NLL is
             the loss over all samples at once (batches weighted by size, or summed), whatever the batching.
         out: directory to write finished points to as they complete (resume with the same call).
-        points_per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
-            activations are points_per_pass times larger); 1 evaluates point by point. Default
+        per_pass: grid points stacked into one vmapped forward pass (memory grows with it:
+            activations are per_pass times larger); 1 evaluates point by point. Default
             (None): 1 on CPU, where stacking is slower (see `default_points_per_pass`), 4 on GPUs.
         progress: tqdm bar on rank 0.
 
@@ -466,5 +471,5 @@ def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Any, *,
     base = {n: p.detach() for n, p in model.named_parameters()}
     return _landscape(model, loss_fn, data, base=base, buffers=None, directions=directions,
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
-                      points_per_pass=points_per_pass, progress=progress, desc="landscape",
+                      per_pass=per_pass, progress=progress, desc="landscape",
                       meta_extra={}, output_fn=output_fn, loss_reduction=loss_reduction)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..common.deprecation import renamed_kwargs
+from ..common.intervals import Estimate
 from ..common.outputs import OutputFn
 from ..common.results import Result
 from .directions import Direction
@@ -50,9 +52,10 @@ def _buffers_of(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]
     return {n: state.get(n, b).to(device=b.device, dtype=b.dtype) for n, b in model.named_buffers()}
 
 
+@renamed_kwargs(points_per_pass="per_pass")
 def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: Any, *, steps: int = 21,
                 span: Span = (0.0, 1.0), l2_coef: float = 0.0, interpolate_buffers: bool = True,
-                out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
+                out: str | os.PathLike | None = None, resume: bool = True, per_pass: int | None = None,
                 output_fn: OutputFn | None = None, progress: bool = True) -> LandscapeResult:
     """Loss along θ(t) = (1−t)·θa + t·θb for t in linspace(*span, steps) (span beyond [0, 1] extrapolates).
 
@@ -91,7 +94,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: A
                 direction[n] = buffers_b[n] - buf.detach()
     return _landscape(model_a, loss_fn, data, base=base, buffers=None, directions=[direction],
                       coordinates=coordinates, l2_coef=l2_coef, out=out, resume=resume,
-                      points_per_pass=points_per_pass, progress=progress, desc="interpolate",
+                      per_pass=per_pass, progress=progress, desc="interpolate",
                       meta_extra={"kind": "interpolate", "interpolate_buffers": bool(interpolate_buffers)},
                       output_fn=output_fn)
 
@@ -108,6 +111,24 @@ class TrajectoryResult(Result):
     explained_variance_ratio: np.ndarray
     landscape: LandscapeResult | None
     directions: list[Direction] = field(default_factory=list, repr=False, metadata={"serialize": False})
+
+    def summary(self, *, seed: int = 0, num_resamples: int = 1000) -> dict[str, Estimate]:
+        """"explained_variance/pc1", "explained_variance/pc2" (no interval: a property of these
+        checkpoints, n = checkpoints), and the landscape's summary (border_rise, centre_loss,
+        centre_accuracy; `LandscapeResult.summary`) when the loss was mapped.
+
+        Example:
+            >>> r = TrajectoryResult(np.zeros((4, 2)), np.array([0.75, 0.25]), None)
+            >>> r.summary()["explained_variance/pc1"].value, r.summary()["explained_variance/pc1"].n
+            (0.75, 4)
+        """
+        nan = (float("nan"), float("nan"))
+        count = int(np.shape(self.coordinates)[0])
+        out = {f"explained_variance/pc{k + 1}": Estimate(float(v), nan, count)
+               for k, v in enumerate(np.asarray(self.explained_variance_ratio, dtype=np.float64))}
+        if self.landscape is not None:
+            out |= self.landscape.summary(seed=seed, num_resamples=num_resamples)
+        return out
 
     def plot(self, **kwargs):
         """The path over the landscape's contour (`fastvit_analysis.plot.landscape.trajectory`) -> Figure."""
@@ -158,10 +179,11 @@ def _pca_directions(rows: list[dict[str, Tensor]], names: list[str], center: boo
     return directions, (evals[:2] / total).numpy()
 
 
+@renamed_kwargs(points_per_pass="per_pass")
 def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: Any = None, *,
                model: nn.Module, steps: int = 21, span: Span | Sequence[Span] | None = None,
                margin: float = 0.2, center: bool = True, l2_coef: float = 0.0,
-               out: str | os.PathLike | None = None, resume: bool = True, points_per_pass: int | None = None,
+               out: str | os.PathLike | None = None, resume: bool = True, per_pass: int | None = None,
                output_fn: OutputFn | None = None, progress: bool = True) -> TrajectoryResult:
     """Project a training trajectory on the top-2 PCA directions of θ_t − θ_final and map the loss there.
 
@@ -215,7 +237,7 @@ def trajectory(checkpoints: Sequence[Any], loss_fn: LossFn | None = None, data: 
                        for u in directions]
         landscape = _landscape(model, loss_fn, data, base=final, buffers=_buffers_of(states[-1], model),
                                directions=device_dirs, coordinates=coordinates, l2_coef=l2_coef, out=out,
-                               resume=resume, points_per_pass=points_per_pass, progress=progress,
+                               resume=resume, per_pass=per_pass, progress=progress,
                                desc="trajectory", meta_extra={"kind": "trajectory", "center": bool(center)},
                                output_fn=output_fn)
     return TrajectoryResult(coordinates=coords, explained_variance_ratio=ratio, landscape=landscape,

@@ -13,8 +13,8 @@ of a result JSON) to their figure.
 
 Example:
     >>> from fastvit_analysis import plot
-    >>> from fastvit_analysis.curvature.trace import HessianTrace
-    >>> r = HessianTrace(10.0, 1.0, 30, 30, "hutchinson", 100)
+    >>> from fastvit_analysis.curvature.trace import HessianTraceResult
+    >>> r = HessianTraceResult(10.0, 1.0, 30, 30, "hutchinson", 100)
     >>> fig = plot.FIGURES["hessian_trace"]({"a": r, "b": r})
     >>> len(fig.axes)
     1

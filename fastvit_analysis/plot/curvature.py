@@ -9,9 +9,9 @@ negative fraction and positive mean.
 
 Example:
     >>> import torch
-    >>> from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+    >>> from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
     >>> v = torch.tensor([[2.0, -1.0], [3.0, 1.0], [2.5, -0.5]], dtype=torch.float64)
-    >>> r = MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+    >>> r = MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
     ...                           1 / 3, 2.125, 16, "LM", 30)
     >>> fig = max_eigen({"a": r, "b": r}, bins=4); fig.savefig("/dev/null", format="png")
 """
@@ -33,8 +33,8 @@ __all__ = ["spectrum", "density", "trace", "max_eigen", "max_eigen_summary", "bl
 def _classes(name: str):
     from ..curvature import blocks as b, density as d, max_eigen as m, spectrum as s, trace as t
 
-    return {"spectrum": s.HessianSpectrum, "density": d.HessianDensity, "trace": t.HessianTrace,
-            "max_eigen": m.MaxEigenvalueSpectrum, "blocks": b.BlockSpectra}[name]
+    return {"spectrum": s.HessianSpectrumResult, "density": d.HessianDensityResult, "trace": t.HessianTraceResult,
+            "max_eigen": m.MaxEigenvalueSpectrumResult, "blocks": b.BlockSpectraResult}[name]
 
 
 def _legend(ax, results: Mapping[str, Any]) -> None:
@@ -44,7 +44,7 @@ def _legend(ax, results: Mapping[str, Any]) -> None:
 
 def spectrum(results: Any, *, ax=None) -> "Figure":
     """Top eigenvalues against their index, each with its certified residual interval [λ − r, λ + r]
-    (`HessianSpectrum.summary()`) as error bars."""
+    (`HessianSpectrumResult.summary()`) as error bars."""
     results = style.labelled(results, _classes("spectrum"))
     fig, (ax,) = style.axes_of(ax, 1, figsize=(5, 3.2))
     for i, (label, r) in enumerate(results.items()):
@@ -62,8 +62,8 @@ def spectrum(results: Any, *, ax=None) -> "Figure":
 
 def density(results: Any, *, ax=None, grid: Any = None, sigma: float | None = None, num: int = 1000,
             log: bool = True, band: bool = True) -> "Figure":
-    """Smoothed SLQ eigenvalue density of each HessianDensity; with `band`, its pointwise 95% band over
-    probes (`HessianDensity.density_band`, none for one probe). Without `grid`, each result on `num`
+    """Smoothed SLQ eigenvalue density of each HessianDensityResult; with `band`, its pointwise 95% band over
+    probes (`HessianDensityResult.density_band`, none for one probe). Without `grid`, each result on `num`
     points over its own node range (5% padding)."""
     results = style.labelled(results, _classes("density"))
     fig, (ax,) = style.axes_of(ax, 1, figsize=(5.5, 3.2))
@@ -91,7 +91,7 @@ def density(results: Any, *, ax=None, grid: Any = None, sigma: float | None = No
 
 
 def trace(results: Any, *, ax=None) -> "Figure":
-    """One bar per result with the 95% interval of the trace (`HessianTrace.summary()`) as error bars."""
+    """One bar per result with the 95% interval of the trace (`HessianTraceResult.summary()`) as error bars."""
     results = style.labelled(results, _classes("trace"))
     fig, (ax,) = style.axes_of(ax, 1, figsize=(max(3.0, 1.0 + 0.9 * len(results)), 3))
     est = [r.summary()["trace"] for r in results.values()]

@@ -74,7 +74,7 @@ class TrainBatches:
             if num_samples is not None:
                 raise ValueError("train: num_samples applies only to a data spec string")
             if randaugment:
-                warnings.warn("train: RandAugment needs PIL images and is applied only when train_data is a data "
+                warnings.warn("train: RandAugment needs PIL images and is applied only when data is a data "
                               "spec string ('synthetic', 'cifar10:/path', ...); it is skipped here", stacklevel=3)
             self.tensor_augment = crop_flip
             if is_single_batch(data):
@@ -82,13 +82,13 @@ class TrainBatches:
             elif isinstance(data, Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
                 dataset = data
             elif world_size > 1:
-                raise ValueError("train under torchrun needs train_data as a data spec string, a Dataset or one "
+                raise ValueError("train under torchrun needs data as a data spec string, a Dataset or one "
                                  "(x, y) batch (it is sharded with a DistributedSampler), not an iterable of batches")
             else:
-                self.loader = data if hasattr(data, "__len__") else materialize_batches(data, name="train_data")
+                self.loader = data if hasattr(data, "__len__") else materialize_batches(data, name="data")
         if dataset is not None:
             if len(dataset) == 0:  # type: ignore[arg-type]
-                raise ValueError("train_data is empty")
+                raise ValueError("data is empty")
             per_rank = batch_size // world_size
             self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
             # drop the last partial batch: Mixup needs even batches and BatchNorm more than one sample
@@ -96,7 +96,7 @@ class TrainBatches:
             self.loader = DataLoader(dataset, batch_size=per_rank, sampler=self.sampler, drop_last=drop_last,
                                      num_workers=num_workers)
         if len(self.loader) == 0:  # type: ignore[arg-type]
-            raise ValueError("train_data is empty")
+            raise ValueError("data is empty")
 
     def __len__(self) -> int:
         """Optimizer steps per epoch (the same on every rank)."""
@@ -106,7 +106,7 @@ class TrainBatches:
         """The batches of `epoch` (its permutation is fixed by the seed and the epoch, at any world size)."""
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
-        for x, y in iter_batches(self.loader, name="train_data"):
+        for x, y in iter_batches(self.loader, name="data"):
             yield (random_crop_flip(x) if self.tensor_augment and x.ndim == 4 else x), y
 
 

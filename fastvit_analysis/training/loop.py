@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.batches import iter_batches, model_device
+from ..common.deprecation import renamed_kwargs
 from ..common.distributed import is_rank_zero, rank, world_size
 from ..common.modes import eval_mode
 from ..common.outputs import OutputFn, check_output_fn, model_logits
@@ -134,7 +135,7 @@ class _EpochRunner:
             if self.memory_format is not None and x.ndim == 4:
                 x = x.contiguous(memory_format=self.memory_format)
             if y.numel() and int(y.max()) >= self.num_classes:
-                raise ValueError(f"train_data has label {int(y.max())} but the model has {self.num_classes} outputs")
+                raise ValueError(f"data has label {int(y.max())} but the model has {self.num_classes} outputs")
             if self.mixer is not None and x.shape[0] % 2:  # timm's Mixup pairs samples: use an even batch
                 x, y = x[:-1], y[:-1]
             if x.shape[0] == 0:
@@ -166,7 +167,8 @@ class _EpochRunner:
 
 
 # ------------------------------------------------------------------------------------------ train
-def train(model: nn.Module | str, train_data: Any, *, test_data: Any = None, epochs: int,
+@renamed_kwargs(train_data="data")
+def train(model: nn.Module | str, data: Any, *, test_data: Any = None, epochs: int,
           lr: float = 1.25e-4, weight_decay: float = 0.05, warmup_epochs: int | None = None,
           batch_size: int = 96, label_smoothing: float = 0.1, mixup: float = 1.0, cutmix: float = 0.8,
           randaugment: str | None = "rand-m9-n2", crop_flip: bool = True, grad_clip: float | None = 5.0,
@@ -185,7 +187,7 @@ def train(model: nn.Module | str, train_data: Any, *, test_data: Any = None, epo
     Args:
         model: an nn.Module, or a timm name / checkpoint path (built with `fastvit_analysis.models.create`,
             `model_kwargs` passed on).
-        train_data: a data spec string ("synthetic", "cifar10:/path", ...; augmentation done per image:
+        data: the training data: a data spec string ("synthetic", "cifar10:/path", ...; augmentation done per image:
             crop + flip + RandAugment), a Dataset, one (x, y) batch (tensor inputs get crop + flip per batch;
             RandAugment needs a spec string), or (one process only) a DataLoader / iterable of batches.
         test_data: evaluated after every epoch (spec string: its "test" split), optional.
@@ -233,7 +235,7 @@ def train(model: nn.Module | str, train_data: Any, *, test_data: Any = None, epo
         if out is not None:
             from_rank_zero(hold)
         folder = held.get("folder")
-        return _train(model, recipe, train_data, test_data, folder, Path(out) if out is not None else None,
+        return _train(model, recipe, data, test_data, folder, Path(out) if out is not None else None,
                       checkpoint_every=checkpoint_every, resume=resume, device=torch.device(device),
                       progress=progress, max_minutes=max_minutes, num_samples=num_samples,
                       num_workers=num_workers, channels_last=channels_last)
@@ -318,7 +320,7 @@ def _training_batches(model: nn.Module, recipe: Recipe, train_data: Any, num_cla
                            crop_flip=recipe.crop_flip, num_samples=num_samples, seed=recipe.seed,
                            num_workers=num_workers, rank=rank(), world_size=world)
     if batches.spec_num_classes is not None and batches.spec_num_classes > num_classes:
-        raise ValueError(f"train_data {train_data!r} has {batches.spec_num_classes} classes but the model has "
+        raise ValueError(f"data {train_data!r} has {batches.spec_num_classes} classes but the model has "
                          f"{num_classes} outputs; build it with num_classes={batches.spec_num_classes}")
     if recipe.drop_path is not None and _set_drop_path(model, recipe.drop_path) == 0 and recipe.drop_path > 0:
         warnings.warn("train: drop_path given but the model has no DropPath module; build it with "

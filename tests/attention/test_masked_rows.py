@@ -12,7 +12,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.usefixtures("one_thread")
 INF = float("inf")
 # torch: 8-key blocks (3 blocks); triton: the interpreter's 16-key blocks (2 blocks)
-BACKENDS = [("torch", 8), ("triton", None)]
+BACKENDS = [("eager", 8), ("triton", None)]
 
 
 def masked_inputs(n=20, d=16):

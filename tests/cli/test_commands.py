@@ -73,14 +73,15 @@ def test_analysis_subcommand(trained, argv, name):
     if name == "max_eigen":
         values = payload["plot"]["values"]
         assert len(values) == 2 * 2 and all(isinstance(v, float) for v in values)
-        assert summary["negative fraction"] == pytest.approx(sum(v < 0 for v in values) / len(values))
+        assert summary["negative_fraction"]["value"] == pytest.approx(sum(v < 0 for v in values) / len(values))
     elif name == "landscape":
         loss = payload["plot"]["loss"]
         assert len(loss) == 3 and len(loss[0]) == 3
-        assert summary["centre loss"] == loss[1][1] and summary["min loss"] <= summary["centre loss"]
+        assert summary["centre_loss"]["value"] == pytest.approx(loss[1][1], rel=1e-12)
+        assert summary["min loss"] <= summary["centre_loss"]["value"]
     elif name == "fourier":
         delta = payload["plot"]["delta"]
-        assert all(d[0] == 0.0 for d in delta) and summary["dlogamp at pi, last block"] == delta[-1][-1]
+        assert all(d[0] == 0.0 for d in delta) and summary["high_frequency/last"]["value"] == delta[-1][-1]
     elif name == "variance":
         assert all(v > 0 for v in payload["plot"]["variance"])
     elif name == "cka":
@@ -88,7 +89,7 @@ def test_analysis_subcommand(trained, argv, name):
         assert all(math.isclose(matrix[i][i], 1.0, rel_tol=1e-4) for i in range(len(matrix)))
     elif name == "robustness":
         assert payload["plot"]["freqs_pi"] == pytest.approx([0.1, 0.9])
-        assert 0 <= summary["clean accuracy"] <= 100
+        assert 0 <= summary["clean_accuracy"]["value"] <= 100
 
 
 def test_hessian_spectrum_mode_on_a_model_name(tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from fastvit_analysis.cli import main
 from fastvit_analysis.cli.report import build_html, find_results, write_report
-from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 from fastvit_analysis.features.cka import CKAResult
 from fastvit_analysis.features.fourier import FourierResult
 from fastvit_analysis.features.noise import NoiseRobustnessResult
@@ -38,7 +38,7 @@ def _results(shift: float) -> dict:
     a = np.array([-1.0, 0.0, 1.0])
     loss = np.array([[3, 2, 3], [2, 1 + shift, 2], [3, 2, np.nan]], dtype=float)
     return {
-        "max_eigen": MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+        "max_eigen": MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
                                            0.25, float(v[v > 0].mean()), 16, "LM", 10),
         "fourier": FourierResult(names, kinds, depth, [[0.0, 1.5, 3.14]] * 3, [[0.0, -0.1, -0.2 - shift]] * 3,
                                  [[0.0, -0.1, -0.2 - shift]] * 3),
@@ -54,12 +54,12 @@ def _results(shift: float) -> dict:
 def _write_model(folder: Path, model: str, shift: float) -> None:
     folder.mkdir(parents=True)
     summaries = {
-        "max_eigen": {"negative fraction": 0.25, "positive mean": 2.0 + shift},
-        "fourier": {"dlogamp at pi, last block": -0.4 - shift, "dlogamp at pi, mean": -0.3},
-        "variance": {"variance, last block": 2.0 + shift},
-        "landscape": {"centre loss": 1.0 + shift},
+        "max_eigen": {"negative_fraction": 0.25, "positive_mean": 2.0 + shift},
+        "fourier": {"high_frequency/last": -0.4 - shift, "high_frequency/b": -0.3},
+        "variance": {"variance/last": 2.0 + shift},
+        "landscape": {"centre_loss": 1.0 + shift},
         "cka": {"mean CKA": 0.5},
-        "robustness": {"dAcc at highest freq": -3.0 - shift},
+        "robustness": {"delta_accuracy/high": -3.0 - shift},
     }
     for analysis, result in _results(shift).items():
         fig = FIGURES[analysis]({model: result})

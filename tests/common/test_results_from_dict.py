@@ -21,26 +21,26 @@ def test_from_dict_round_trips_through_json(name):
 
 
 def test_same_is_not_vacuous():
-    r = cases()["MaxEigenvalueSpectrum"]
+    r = cases()["MaxEigenvalueSpectrumResult"]
     other = type(r).from_dict(r.to_dict())
     other.eigenvalues[0, 0] += 1.0
     assert not same(other, r)
 
 
 def test_bool_and_nan_fields_come_back_typed():
-    r = load_result(json.loads(json.dumps(cases()["HessianSpectrum"].to_dict())))
+    r = load_result(json.loads(json.dumps(cases()["HessianSpectrumResult"].to_dict())))
     assert r.converged.dtype == torch.bool and r.eigenvalues.dtype == torch.float64
-    trace = cases()["HessianTrace"]
+    trace = cases()["HessianTraceResult"]
     d = trace.to_dict() | {"stderr": None}
     assert load_result(d).stderr != load_result(d).stderr  # null -> NaN
 
 
 def test_wrong_or_unknown_type_is_a_one_line_error():
-    d = cases()["HessianTrace"].to_dict()
-    from fastvit_analysis.curvature.density import HessianDensity
+    d = cases()["HessianTraceResult"].to_dict()
+    from fastvit_analysis.curvature.density import HessianDensityResult
 
-    with pytest.raises(ValueError, match="HessianTrace, not a HessianDensity"):
-        HessianDensity.from_dict(d)
+    with pytest.raises(ValueError, match="HessianTraceResult, not a HessianDensityResult"):
+        HessianDensityResult.from_dict(d)
     with pytest.raises(ValueError, match="unknown result type"):
         load_result({"type": "Nope"})
     with pytest.raises(ValueError, match="needs the entry 'value'"):

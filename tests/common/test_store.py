@@ -93,7 +93,7 @@ def test_cli_full_disk_after_computing_keeps_the_result(tmp_path, monkeypatch, c
     out = tmp_path / "full"
     assert main(["robustness", *TINY, "--out", str(out)]) == 2
     captured = capsys.readouterr()
-    assert "robustness [demo_resnet] clean accuracy=" in captured.out  # the summary is reported
+    assert "robustness [demo_resnet] clean_accuracy=" in captured.out  # the summary is reported
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and "kept in" in err[0], err
     spare = Path(err[0].split("kept in ")[1].split(";")[0].strip())

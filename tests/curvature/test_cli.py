@@ -35,7 +35,7 @@ def test_trace_of_ggn_and_fisher(tmp_path, capsys, curvature):
                  "--out", str(tmp_path), *TINY])
     assert code == 0
     summary = json.loads((tmp_path / "hessian_trace.json").read_text())["summary"]
-    assert summary["curvature"] == curvature and summary["trace"] > 0   # both are PSD
+    assert summary["curvature"] == curvature and summary["trace"]["value"] > 0   # both are PSD
 
 
 def test_per_block_writes_one_figure_and_every_block(tmp_path, capsys):

@@ -21,7 +21,7 @@ def test_equals_a_loop_of_dense_eigensolves_per_mini_batch():
     x, y = batch("mlp", n=30)  # 3 mini-batches of 8; the last 6 samples are dropped
     model = mlp()
     res = max_eigenvalue_spectrum(model, CE, [(x[:13], y[:13]), (x[13:], y[13:])], batch_size=8, top_k=3,
-                                  tol=1e-8, batches_per_pass=2, progress=False)
+                                  tol=1e-8, per_pass=2, progress=False)
     assert res.eigenvalues.shape == (3, 3)
     for i in range(3):
         sl = slice(8 * i, 8 * (i + 1))
@@ -70,12 +70,12 @@ def test_out_and_resume_skip_finished_mini_batches(tmp_path):
         return t
 
     first = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, transform=counting,
-                                    out=tmp_path, batches_per_pass=2, progress=False)
+                                    out=tmp_path, per_pass=2, progress=False)
     assert len(calls) == 3
     lines = (tmp_path / "points.rank0.jsonl").read_text().splitlines()
     assert len(lines) == 3 and "eigenvalues" in json.loads(lines[0])["result"]
     again = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, transform=counting,
-                                    out=tmp_path, batches_per_pass=2, progress=False)
+                                    out=tmp_path, per_pass=2, progress=False)
     assert len(calls) == 3  # nothing recomputed
     assert torch.allclose(first.eigenvalues, again.eigenvalues)
     with pytest.raises(ValueError, match="another sweep"):
@@ -144,9 +144,9 @@ def test_reverse_over_reverse_mode_gives_the_same_spectrum():
 
 def test_num_samples_is_batch_size_times_mini_batches():
     # the CLI's provenance block reads result.num_samples (it was null for max-eigen)
-    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 
-    spec = MaxEigenvalueSpectrum(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
+    spec = MaxEigenvalueSpectrumResult(eigenvalues=torch.zeros(5, 2), residuals=torch.zeros(5, 2),
                                  converged=torch.ones(5, 2, dtype=torch.bool), negative_fraction=0.0,
-                                 positive_mean=float("nan"), batch_size=16, which="LM", n_hvp=0)
+                                 positive_mean=float("nan"), batch_size=16, which="LM", num_hvp=0)
     assert spec.num_samples == 80

@@ -24,7 +24,7 @@ def test_matvec_and_matmat_match_dense_hessian(kind, hvp_mode):
     scale = dense.abs().max()
     assert torch.allclose(H.matvec(V[0]), dense @ V[0], atol=1e-5 * scale, rtol=1e-5)
     assert torch.allclose(H.matmat(V), V @ dense, atol=1e-5 * scale, rtol=1e-5)
-    assert H.n_hvp == 6
+    assert H.num_hvp == 6
 
 
 def test_multi_batch_data_is_the_hessian_of_the_mean_loss_over_all_samples():
@@ -191,12 +191,12 @@ def test_unpatchable_fused_attention_gives_a_clear_error():
 def test_vectors_per_pass_only_changes_the_chunking():
     model, data = mlp(), batch("mlp")
     V = torch.randn(5, sum(p.numel() for p in model.parameters()), dtype=torch.float64)
-    one_pass = HessianOperator(model, CE, data, vectors_per_pass=5).matmat(V)
+    one_pass = HessianOperator(model, CE, data, per_pass=5).matmat(V)
     for chunk in (1, 3):
-        assert torch.allclose(HessianOperator(model, CE, data, vectors_per_pass=chunk).matmat(V), one_pass,
+        assert torch.allclose(HessianOperator(model, CE, data, per_pass=chunk).matmat(V), one_pass,
                               atol=1e-12)
-    with pytest.raises(ValueError, match="vectors_per_pass"):
-        HessianOperator(model, CE, data, vectors_per_pass=0)
+    with pytest.raises(ValueError, match="per_pass"):
+        HessianOperator(model, CE, data, per_pass=0)
 
 
 @pytest.mark.parametrize("kind", ["cnn", "vit"])

@@ -29,7 +29,7 @@ def test_top5_match_dense_eigenvalues(kind, which):
     assert rel < 1e-4, (res.eigenvalues, want)
     assert bool(res.converged.all())
     assert (res.residuals <= 1e-6 * eigs.abs().max()).all()
-    assert 5 < res.n_hvp <= 1000
+    assert 5 < res.num_hvp <= 1000
 
 
 def test_eigenvectors_and_result_serialisation():
@@ -40,7 +40,7 @@ def test_eigenvectors_and_result_serialisation():
     assert torch.allclose(V @ V.T, torch.eye(3, dtype=V.dtype), atol=1e-8)
     assert torch.allclose(V @ H, res.eigenvalues.unsqueeze(-1) * V, atol=1e-6)
     d = res.to_dict()
-    assert "eigenvectors" not in d and len(d["eigenvalues"]) == 3 and d["n_hvp"] == res.n_hvp
+    assert "eigenvectors" not in d and len(d["eigenvalues"]) == 3 and d["num_hvp"] == res.num_hvp
 
 
 def test_weight_decay_shifts_every_eigenvalue_by_lambda():
@@ -76,7 +76,7 @@ def test_power_baseline_fails_on_a_clustered_mixed_sign_spectrum_where_lanczos_i
     power = hessian_spectrum(Quadratic(n), loss, data, top_k=5, method="power", tol=1e-3, progress=False)
     wrong = ((power.eigenvalues - top).abs() / top.abs()) > 1e-2
     assert bool(wrong.any()) and not bool(power.converged.all())
-    assert power.n_hvp > 5
+    assert power.num_hvp > 5
 
 
 @pytest.mark.parametrize("kwargs, match", [

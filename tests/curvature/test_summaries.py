@@ -11,9 +11,9 @@ from torch import nn
 
 from fastvit_analysis import hessian_density, hessian_spectrum, hessian_trace, loss_landscape
 from fastvit_analysis.common.intervals import bootstrap_indices, wilson_interval
-from fastvit_analysis.curvature.density import HessianDensity
+from fastvit_analysis.curvature.density import HessianDensityResult
 from fastvit_analysis.curvature.hutchpp import hutchinson
-from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 from .cases import batch, dense_hessian, mlp
 
 CE = nn.CrossEntropyLoss()
@@ -23,9 +23,9 @@ def _percentile(reps):
     return tuple(np.quantile(np.asarray(reps), [0.025, 0.975], axis=0))
 
 
-def _spectrum(values: np.ndarray) -> MaxEigenvalueSpectrum:
+def _spectrum(values: np.ndarray) -> MaxEigenvalueSpectrumResult:
     v = torch.as_tensor(values, dtype=torch.float64)
-    return MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+    return MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
                                  float((v < 0).double().mean()), float(v[v > 0].mean()), 16, "LM", 0)
 
 
@@ -92,11 +92,11 @@ def test_hutchinson_normal_interval_coverage():
     Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
     A = torch.as_tensor(Q @ np.diag(rng.normal(1.0, 2.0, 30)) @ Q.T)
     exact = float(A.trace())
-    from fastvit_analysis.curvature.trace import HessianTrace
+    from fastvit_analysis.curvature.trace import HessianTraceResult
     covered = 0
     for seed in range(200):
         value, se, n = hutchinson(_DenseOperator(A), 40, generator=torch.Generator().manual_seed(seed))
-        covered += HessianTrace(value, se, n, n, "hutchinson", 30).summary()["trace"].covers(exact)
+        covered += HessianTraceResult(value, se, n, n, "hutchinson", 30).summary()["trace"].covers(exact)
     assert covered >= 180, covered
 
 
@@ -137,7 +137,7 @@ def test_density_negative_mass_is_the_dense_negative_eigenvalue_fraction_with_fu
 
 
 def test_density_single_probe_has_nan_interval():
-    r = HessianDensity(torch.tensor([[-1.0, 2.0]]), torch.tensor([[0.5, 0.5]]), 2, 10)
+    r = HessianDensityResult(torch.tensor([[-1.0, 2.0]]), torch.tensor([[0.5, 0.5]]), 2, 10)
     e = r.summary()["negative_mass"]
     assert e.value == 0.5 and e.n == 1 and all(np.isnan(e.ci95))
 
@@ -152,7 +152,7 @@ def test_spectrum_interval_is_a_certified_bound_holding_a_dense_eigenvalue():
     s = res.summary()
     assert len(s) == 3
     for i, e in enumerate(s.values()):
-        assert e.n == res.n_hvp
+        assert e.n == res.num_hvp
         assert e.ci95[1] - e.ci95[0] == pytest.approx(2 * float(res.residuals[i]))
         assert np.any((evals >= e.ci95[0] - 1e-9) & (evals <= e.ci95[1] + 1e-9)), (e, evals[-5:])
 

@@ -18,7 +18,7 @@ def test_trace_within_three_standard_errors(method):
     res = hessian_trace(mlp(), CE, batch("mlp"), num_probes=60, method=method, progress=False)
     assert res.stderr > 0
     assert abs(res.value - exact) <= 3 * res.stderr, (res.value, exact, res.stderr)
-    assert res.n_hvp == 60
+    assert res.num_hvp == 60
     assert res.to_dict()["method"] == method
 
 
@@ -63,7 +63,7 @@ def test_density_integrates_to_one_and_matches_dense_mean_and_variance():
     assert abs(var - true_var) < 0.5 * true_var, (var, true_var)
     # the quadrature's extreme nodes converge to the extreme eigenvalues
     assert abs(float(res.nodes.max()) - hi) < 1e-3 * span
-    assert res.to_dict()["n_hvp"] == 40 * 30
+    assert res.to_dict()["num_hvp"] == 40 * 30
 
 
 def test_density_is_exact_with_as_many_steps_as_parameters():

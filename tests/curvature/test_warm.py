@@ -22,9 +22,9 @@ def test_warm_equals_cold_and_dense_to_tol():
     x, y = batch("mlp", n=48, seed=4)
     tol = 1e-6
     cold = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=3, tol=tol, warm_start=False,
-                                   batches_per_pass=2, progress=False)
+                                   per_pass=2, progress=False)
     warm = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=3, tol=tol, warm_start=True,
-                                   batches_per_pass=2, progress=False)
+                                   per_pass=2, progress=False)
     assert bool(warm.converged.all()) and bool(cold.converged.all())
     scale = cold.eigenvalues.abs().amax(dim=1, keepdim=True)
     assert ((warm.eigenvalues - cold.eigenvalues).abs() <= 10 * tol * scale).all()

@@ -34,7 +34,7 @@ def test_vit_latents_are_embedding_then_attn_and_mlp_halves(kw, prefix):
     feats = extract_features(vit, X)
     assert list(feats) == ["patch_embed", "blocks.0:msa", "blocks.0:mlp", "blocks.1:msa", "blocks.1:mlp"]
     assert list(feats.kinds.values()) == ["embed", "msa", "mlp", "msa", "mlp"]
-    assert set(feats.prefix_tokens.values()) == {prefix}
+    assert set(feats.num_prefix_tokens.values()) == {prefix}
     with torch.no_grad():
         ref = manual_vit_latents(vit, X)
     for z, r in zip(feats.values(), ref):
@@ -52,7 +52,7 @@ def test_deit_has_two_prefix_tokens():
     deit = timm.models.deit.VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=32, depth=1,
                                                         num_heads=2, num_classes=10)
     feats = extract_features(deit, X)
-    assert set(feats.prefix_tokens.values()) == {2}
+    assert set(feats.num_prefix_tokens.values()) == {2}
     assert feats["blocks.0:mlp"].shape == (2, 18, 32)
 
 
@@ -90,7 +90,7 @@ def test_torchvision_vit():
     vit = torchvision.models.vision_transformer.VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10).eval()
     feats = extract_features(vit, X)
-    assert len(feats) == 5 and set(feats.prefix_tokens.values()) == {1}
+    assert len(feats) == 5 and set(feats.num_prefix_tokens.values()) == {1}
     layer = vit.encoder.layers.encoder_layer_0
     with torch.no_grad():
         z = vit._process_input(X)
@@ -106,7 +106,7 @@ def test_pit_swin_convnext():
                                                    depth=[1, 1], heads=[2, 2], num_classes=10)
     feats = extract_features(pit, X)
     assert list(feats.kinds.values()) == ["embed", "msa", "mlp", "downsample", "msa", "mlp"]
-    assert feats.prefix_tokens["transformers.1.blocks.0:msa"] == 1
+    assert feats.num_prefix_tokens["transformers.1.blocks.0:msa"] == 1
     assert feats["transformers.1.pool"].ndim == 4
 
     swin = timm.models.swin_transformer.SwinTransformer(img_size=32, patch_size=2, window_size=4, embed_dim=16,

@@ -31,7 +31,7 @@ def _loader(sizes=SIZES):
 def _maps(model, x, name):
     feats = extract_features(model, x)
     z = feats[name]
-    return to_feature_map(z, feats.prefix_tokens[name]).to(torch.float64) if z.ndim == 3 else z.double()
+    return to_feature_map(z, feats.num_prefix_tokens[name]).to(torch.float64) if z.ndim == 3 else z.double()
 
 
 def _diag_log_amplitude(maps):

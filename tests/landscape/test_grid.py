@@ -62,12 +62,12 @@ def test_batched_equals_reference_loop_and_model_unchanged(make_model, size, ste
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     dirs = filter_normalized_directions(model, 2, seed=4)
     res = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=steps, span=(-0.5, 1.0),
-                         points_per_pass=4, progress=False)
+                         per_pass=4, progress=False)
     ref_loss, ref_acc = reference_grid(model, nn.CrossEntropyLoss(), data, dirs, *res.coordinates)
     np.testing.assert_allclose(res.loss, ref_loss, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(res.accuracy, 100 * ref_acc, rtol=1e-12)  # percent
     one_by_one = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=steps,
-                                span=(-0.5, 1.0), points_per_pass=1, progress=False)
+                                span=(-0.5, 1.0), per_pass=1, progress=False)
     np.testing.assert_allclose(res.loss, one_by_one.loss, rtol=1e-5, atol=1e-5)
     assert model.training and all(m.training for m in model.modules())
     for n, p in model.named_parameters():
@@ -127,21 +127,21 @@ def test_resume_after_kill_recomputes_only_missing(tmp_path):
                 raise RuntimeError("killed")
             return nn.functional.cross_entropy(out, y)
 
-    full = loss_landscape(model, FlakyLoss(), data, steps=3, points_per_pass=2, progress=False)
+    full = loss_landscape(model, FlakyLoss(), data, steps=3, per_pass=2, progress=False)
     loss_fn = FlakyLoss()
     loss_fn.fail_after = 2 * 2  # 2 batches per pass: 2 passes = 4 points finish, then the kill
     FlakyLoss.calls = 0
     with pytest.raises(RuntimeError, match="killed"):
-        loss_landscape(model, loss_fn, data, steps=3, points_per_pass=2, out=tmp_path, progress=False)
+        loss_landscape(model, loss_fn, data, steps=3, per_pass=2, out=tmp_path, progress=False)
     lines = (tmp_path / "points.rank0.jsonl").read_text().splitlines()
     assert len(lines) == 4
     loss_fn.fail_after = None
     FlakyLoss.calls = 0
-    resumed = loss_landscape(model, loss_fn, data, steps=3, points_per_pass=2, out=tmp_path, progress=False)
+    resumed = loss_landscape(model, loss_fn, data, steps=3, per_pass=2, out=tmp_path, progress=False)
     assert FlakyLoss.calls == 2 * 3  # 5 missing points = 3 passes over 2 batches
     np.testing.assert_array_equal(resumed.loss, full.loss)
     FlakyLoss.calls = 0
-    again = loss_landscape(model, loss_fn, data, steps=3, points_per_pass=2, out=tmp_path, progress=False)
+    again = loss_landscape(model, loss_fn, data, steps=3, per_pass=2, out=tmp_path, progress=False)
     assert FlakyLoss.calls == 0
     np.testing.assert_array_equal(again.loss, full.loss)
     meta = json.loads((tmp_path / "meta.json").read_text())
@@ -193,8 +193,8 @@ def test_bad_inputs():
     bad[0]["0.weight"] = torch.zeros(6, 3, 2, 2)
     with pytest.raises(ValueError, match=r"0.weight.*shape \(6, 3, 2, 2\)"):
         loss_landscape(model, ce, data, directions=bad)
-    with pytest.raises(ValueError, match="points_per_pass"):
-        loss_landscape(model, ce, data, points_per_pass=0)
+    with pytest.raises(ValueError, match="per_pass"):
+        loss_landscape(model, ce, data, per_pass=0)
     with pytest.raises(ValueError, match="data"):
         loss_landscape(model, ce, [], steps=2)
     with pytest.raises(TypeError, match="model"):
@@ -207,7 +207,7 @@ def test_bad_inputs():
         loss_landscape(model, ce, data, directions=[1, 2])
     for ppp in (1, 2):
         with pytest.raises(ValueError, match=r"loss_fn must return a scalar.*\(7,\)"):
-            loss_landscape(model, nn.CrossEntropyLoss(reduction="none"), data, steps=2, points_per_pass=ppp)
+            loss_landscape(model, nn.CrossEntropyLoss(reduction="none"), data, steps=2, per_pass=ppp)
 
 
 def test_tuple_outputs_give_the_accuracy_of_their_logits():
@@ -241,6 +241,6 @@ def test_default_points_per_pass_is_one_on_cpu_and_gives_the_same_grid():
     data = cnn_data(size=6)
     dirs = filter_normalized_directions(model, 2, seed=1)
     default = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, progress=False)
-    stacked = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, points_per_pass=3,
+    stacked = loss_landscape(model, nn.CrossEntropyLoss(), data, directions=dirs, steps=3, per_pass=3,
                              progress=False)
     np.testing.assert_allclose(default.loss, stacked.loss, rtol=1e-5, atol=1e-6)

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _mixed_spectrum():
     """20 mini-batches x 5 signed top eigenvalues (both panels and both summary numbers populated)."""
     import torch
-    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrum
+    from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 
     v = torch.as_tensor(np.random.default_rng(0).normal(0.3, 1.0, size=(20, 5)))
-    return MaxEigenvalueSpectrum(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
+    return MaxEigenvalueSpectrumResult(v, torch.zeros_like(v), torch.ones_like(v, dtype=torch.bool),
                                  float((v < 0).double().mean()), float(v[v > 0].mean()), 16, "LM", 0)
 
 
@@ -39,13 +39,13 @@ def _line():
 
 # (function, result, axes to pass as ax=: count, projection)
 FUNCTIONS = [
-    (plot.curvature.spectrum, "HessianSpectrum", 1, None),
-    (plot.curvature.density, "HessianDensity", 1, None),
-    (plot.curvature.trace, "HessianTrace", 1, None),
-    (plot.curvature.max_eigen, "MaxEigenvalueSpectrum", 4, None),
+    (plot.curvature.spectrum, "HessianSpectrumResult", 1, None),
+    (plot.curvature.density, "HessianDensityResult", 1, None),
+    (plot.curvature.trace, "HessianTraceResult", 1, None),
+    (plot.curvature.max_eigen, "MaxEigenvalueSpectrumResult", 4, None),
     (plot.curvature.max_eigen, _mixed_spectrum, 4, None),
     (plot.curvature.max_eigen_summary, _mixed_spectrum, 2, None),
-    (plot.curvature.blocks, "BlockSpectra", 1, None),
+    (plot.curvature.blocks, "BlockSpectraResult", 1, None),
     (plot.landscape.landscape, "LandscapeResult", 1, "3d"),
     (plot.landscape.contour, "LandscapeResult", 1, None),
     (plot.landscape.surface, "LandscapeResult", 1, "3d"),
@@ -87,13 +87,13 @@ def test_every_cli_analysis_has_its_figure_and_the_result_classes_plot_through_i
     assert set(plot.FIGURES) >= {"hessian_spectrum", "hessian_density", "hessian_trace", "max_eigen",
                                  "block_spectra", "landscape", "fourier", "variance", "cka", "robustness",
                                  "shape_bias", "train"}
-    for name in ("HessianSpectrum", "HessianTrace", "BlockSpectra", "LandscapeResult", "TrajectoryResult",
+    for name in ("HessianSpectrumResult", "HessianTraceResult", "BlockSpectraResult", "LandscapeResult", "TrajectoryResult",
                  "FourierResult", "VarianceResult", "CKAResult", "NoiseRobustnessResult", "ShapeBiasResult",
                  "TrainResult"):
         assert isinstance(cases()[name].plot(), Figure), name
-    fig, (neg, pos) = cases()["MaxEigenvalueSpectrum"].plot()
+    fig, (neg, pos) = cases()["MaxEigenvalueSpectrumResult"].plot()
     assert neg.figure is fig and len(fig.axes) == 4
-    fig, ax = cases()["HessianDensity"].plot()
+    fig, ax = cases()["HessianDensityResult"].plot()
     assert ax is fig.axes[0]
 
 
@@ -125,10 +125,10 @@ def test_intervals_are_drawn_where_the_result_has_them():
     # bands: Fourier Δ and variance per layer (bootstrap over 9 batches), density over 3 probes
     assert _bands(plot.features.fourier(cases()["FourierResult"]).axes[0])
     assert _bands(plot.features.variance(cases()["VarianceResult"]).axes[0])
-    assert _bands(plot.curvature.density(cases()["HessianDensity"]).axes[0])
-    fig = plot.curvature.trace(cases()["HessianTrace"])
+    assert _bands(plot.curvature.density(cases()["HessianDensityResult"]).axes[0])
+    fig = plot.curvature.trace(cases()["HessianTraceResult"])
     (bar,) = _errorbars(fig.axes[0])
-    np.testing.assert_allclose(bar.lines[2][0].get_segments()[0][:, 1], cases()["HessianTrace"].summary()["trace"].ci95)
+    np.testing.assert_allclose(bar.lines[2][0].get_segments()[0][:, 1], cases()["HessianTraceResult"].summary()["trace"].ci95)
     assert _errorbars(plot.features.shape_bias(cases()["ShapeBiasResult"]).axes[0])
 
 
@@ -140,20 +140,20 @@ def test_no_interval_is_invented():
     variance = cases()["VarianceResult"]
     assert not _bands(plot.features.variance(type(variance).from_dict(
         variance.to_dict() | {"variance_ci95": [[None, None]] * len(variance.variance)})).axes[0])
-    density = cases()["HessianDensity"]
+    density = cases()["HessianDensityResult"]
     one_probe = type(density)(density.nodes[:1], density.weights[:1], density.n_hvp, density.num_params)
     assert not _bands(plot.curvature.density(one_probe).axes[0])
 
 
 def test_bad_arguments_are_one_line_errors():
-    r = cases()["HessianTrace"]
-    with pytest.raises(TypeError, match=r"result\['b'\]: expected a HessianTrace"):
-        plot.curvature.trace({"a": r, "b": cases()["HessianSpectrum"]})
+    r = cases()["HessianTraceResult"]
+    with pytest.raises(TypeError, match=r"result\['b'\]: expected a HessianTraceResult"):
+        plot.curvature.trace({"a": r, "b": cases()["HessianSpectrumResult"]})
     with pytest.raises(ValueError, match="at least one"):
         plot.curvature.trace({})
     host, axes = plot.style.figure(2)
     with pytest.raises(ValueError, match="ax: expected 4 Axes"):
-        plot.curvature.max_eigen(cases()["MaxEigenvalueSpectrum"], ax=axes)
+        plot.curvature.max_eigen(cases()["MaxEigenvalueSpectrumResult"], ax=axes)
     with pytest.raises(ValueError, match="2-D"):
         plot.landscape.contour(_line())
 
@@ -161,9 +161,9 @@ def test_bad_arguments_are_one_line_errors():
 def test_backend_untouched_and_matplotlib_imported_lazily(tmp_path):
     """In a fresh process: importing the package loads no matplotlib; drawing figures (of results read
     back from JSON, as the report does) keeps the backend the user chose and adds nothing to pyplot."""
-    names = {"MaxEigenvalueSpectrum": "curvature.max_eigen", "LandscapeResult": "landscape.landscape",
+    names = {"MaxEigenvalueSpectrumResult": "curvature.max_eigen", "LandscapeResult": "landscape.landscape",
              "FourierResult": "features.fourier", "TrainResult": "training.curves",
-             "HessianDensity": "curvature.density"}
+             "HessianDensityResult": "curvature.density"}
     (tmp_path / "results.json").write_text(json.dumps({n: cases()[n].to_dict() for n in names}))
     script = f"""
 import sys, json
@@ -221,5 +221,5 @@ def test_old_names_delegate_with_a_deprecation_warning():
         fig, (neg, pos) = plot_max_eigenvalue_spectrum(_mixed_spectrum(), bins=6)
     assert neg.figure is fig
     with pytest.warns(DeprecationWarning, match="plot.curvature.density"):
-        fig, ax = plot_density(cases()["HessianDensity"])
+        fig, ax = plot_density(cases()["HessianDensityResult"])
     assert _bands(ax)
