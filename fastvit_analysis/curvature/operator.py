@@ -453,7 +453,20 @@ class HessianOperator(CurvatureOperator):
                     row.add_(hv, alpha=w)
 
 
-class GGNOperator(CurvatureOperator):
+class _ProductOperator(CurvatureOperator):
+    """The shared constructor of the operators whose product has one form (GGN, empirical Fisher):
+    CurvatureOperator's arguments without `hvp_mode`."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
+                 loss_reduction: str | None = None, distributed: bool | None = None,
+                 output_fn: OutputFn | None = None):
+        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
+                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
+                         distributed=distributed, output_fn=output_fn)
+
+
+class GGNOperator(_ProductOperator):
     """The generalised Gauss-Newton matrix G = Σ_b w_b J_bᵀ H_out,b J_b (J = ∂outputs/∂θ, H_out =
     ∂²loss/∂outputs²), positive semi-definite for a convex loss; same interface and arguments as
     HessianOperator (products by jvp of the model, an output-space HVP and a vjp; vmapped over vectors).
@@ -468,19 +481,11 @@ class GGNOperator(CurvatureOperator):
         True
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
-                 loss_reduction: str | None = None, distributed: bool | None = None,
-                 output_fn: OutputFn | None = None):
-        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
-                         distributed=distributed, output_fn=output_fn)
-
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
         return vmap(self._loss.ggn_product, in_dims=(None, None, None, 0))(self._loss.theta, x, y, V)
 
 
-class EmpiricalFisherOperator(CurvatureOperator):
+class EmpiricalFisherOperator(_ProductOperator):
     """The empirical Fisher F = Σ_n c·g_n g_nᵀ, g_n = ∇θ of the loss of sample n alone, c = 1/N for a
     'mean' loss over N samples and 1 for a 'sum' loss (curvlinops' convention); same interface and
     arguments as HessianOperator. Each product recomputes the batch's per-sample gradients [B, P]
@@ -495,14 +500,6 @@ class EmpiricalFisherOperator(CurvatureOperator):
         >>> F.matvec(torch.ones(F.num_params, dtype=torch.float64)).shape
         torch.Size([15])
     """
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, vectors_per_pass: int | None = None,
-                 loss_reduction: str | None = None, distributed: bool | None = None,
-                 output_fn: OutputFn | None = None):
-        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         vectors_per_pass=vectors_per_pass, loss_reduction=loss_reduction,
-                         distributed=distributed, output_fn=output_fn)
 
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
         G = self._loss.per_sample_gradients(self._loss.theta, x, y)      # [B, P]
