@@ -163,7 +163,8 @@ class EigshOutput:
     eigenvalues: Tensor     # [b, k] ordered best-first for `which`
     eigenvectors: Tensor    # [b, k, P]
     residual_estimates: Tensor  # [b, k]
-    n_steps: int            # products per problem spent in the Krylov iteration
+    n_steps: int            # products per problem spent in the Krylov iteration (the most of any problem)
+    steps_per_problem: Tensor | None = None   # [b] products each problem used, where problems lock
 
 
 def lanczos_eigsh(operator: LinearOperator, v0: Tensor, k: int, *, which: str = "LA", tol: float = 1e-4,

@@ -1,9 +1,12 @@
 """Max-eigenvalue spectrum [paper, Fig. 1c/4]: top-k eigenvalues of each mini-batch's Hessian, pooled.
 
-Mini-batches are solved many at a time: one vmapped HVP pass applies the b mini-batch Hessians to b
-vectors, and a batched thick-restart Lanczos keeps one Krylov basis per mini-batch in one buffer.
-Chunks of mini-batches run through `fastvit_analysis.sweep.run_sweep`, so a long run writes each
-finished chunk to `out`, resumes after an interruption and shards over torchrun ranks.
+Mini-batches are solved many at a time: one vmapped HVP pass applies the unfinished mini-batch
+Hessians of a chunk to one vector each, and a batched thick-restart Krylov-Rayleigh-Ritz solver
+(curvature.warm.residual_eigsh) keeps one basis Q and its products W = H Q per mini-batch, so each
+residual ‖H y − θ y‖ is explicit at no extra product, and a mini-batch is locked (no longer
+multiplied) as soon as its own top-k pairs pass. Chunks of mini-batches run through
+`fastvit_analysis.sweep.run_sweep`, so a long run writes each finished chunk to `out`, resumes after
+an interruption and shards over torchrun ranks.
 
 Example:
     >>> import torch
@@ -33,9 +36,9 @@ from ..common.intervals import Estimate, bootstrap_indices, bootstrap_interval
 from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
-from .krylov import gaussian, make_generator
+from .krylov import gaussian, make_generator, norms
 from .warm import residual_eigsh
-from .lanczos import check_top_k, check_which, explicit_residuals, lanczos_eigsh, order_by
+from .lanczos import check_top_k, check_which, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
 
 
@@ -155,6 +158,15 @@ def _mini_batches(data: Any, batch_size: int, num_batches: int | None) -> tuple[
     return x, y
 
 
+def _warm_start_vector(previous: Tensor, v0: Tensor) -> Tensor:
+    """One start vector per problem: the sum of a previous problem's unit Ritz vectors [b', k, P]
+    (row i takes problem i mod b'), normalised, plus the problem's own unit random vector v0 [b, P]
+    (so no direction is missed). A block of the Ritz vectors as start measured worse (see bench)."""
+    rows = torch.arange(v0.shape[0], device=v0.device) % previous.shape[0]
+    s = previous[rows].sum(dim=1)
+    return s / norms(s).clamp_min(torch.finfo(s.dtype).tiny).unsqueeze(-1) + v0 / norms(v0).unsqueeze(-1)
+
+
 @renamed_kwargs(batches_per_pass="per_pass")
 def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, batch_size: int = 16,
                             num_batches: int | None = None, top_k: int = 5, which: str = "LM",
@@ -182,14 +194,16 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
             with any of them changed is refused (StaleResultsError naming it) unless resume=False.
         output_fn: model output -> logits when the default rule (a tensor, `.logits`, `["logits"]`,
             the first element) does not fit the model.
-        warm_start: start each chunk of mini-batches from a block of the Ritz vectors already found
-            (those of the previous chunk, plus the mini-batch's own seeded random vector) and solve by
-            Rayleigh-Ritz with explicit residuals (curvature.warm); False: thick-restart Lanczos from a
-            random vector each. Both stop at the same criterion, residual <= tol·|λ|max, so the
-            eigenvalues agree to tol. Default False: warm starts save some products on a trained net but
-            not time at the default per_pass, and cost products on untrained nets (the figures:
-            bench/bench_curvature.py::test_max_eigen_warm_vs_cold, bench/results/README.md). A warm
-            chain depends on the order chunks are solved in (resume, ranks): digits beyond tol may differ.
+        warm_start: start each mini-batch of a chunk from the sum of the Ritz vectors of the previous
+            chunk (row i takes the previous chunk's mini-batch i mod its size) plus its own seeded
+            random vector; False: from the random vector alone. Both stop at the same explicit
+            criterion, residual <= tol·|λ|max, so the eigenvalues agree to tol. Default False: on
+            trained demo models warm starts saved 3-5% of the products (per mini-batch: demo_resnet 20.0
+            vs 20.6, demo_vit 21.0 vs 22.1) while making results depend on the order chunks are solved in (resume,
+            ranks: digits beyond tol may differ); a block of the previous Ritz vectors as start
+            cost 45% more products (bench/bench_curvature.py::test_max_eigen_hvps_per_mini_batch).
+
+    `num_hvp` of the result counts every product made (a locked mini-batch costs nothing more).
 
     Returns: MaxEigenvalueSpectrumResult with eigenvalues [num_batches, top_k], negative_fraction, positive_mean.
 
@@ -250,36 +264,25 @@ def max_eigenvalue_spectrum(model: nn.Module, loss_fn: LossFn, data: Any, *, bat
         v0 = torch.stack([gaussian((P,), dtype=dtype, device=device,
                                    generator=make_generator(seed * 1_000_003 + i, device)) for i in indices])
         gen = make_generator(seed * 1_000_003 + indices[0] + 7, device)
+        if warm_start and previous:
+            v0 = _warm_start_vector(previous[0], v0)
+        res = residual_eigsh(H, v0.unsqueeze(1), top_k, which=which, tol=tol, max_basis=max_basis,
+                             max_steps=max_hvp, generator=gen)
+        values, vectors = res.eigenvalues, res.eigenvectors            # [b, k], [b, k, P]
+        residuals = res.residual_estimates.cpu()                       # explicit: ‖W s − θ Q s‖, W = H Q
         if warm_start:
-            block = v0.unsqueeze(1)
-            if previous and max_hvp > top_k:
-                prior = previous[0]
-                rows = torch.arange(len(indices), device=device) % prior.shape[0]
-                block = torch.cat([prior[rows], block], dim=1)              # [b, k + 1, P]
-            res = residual_eigsh(H, block, top_k, which=which, tol=tol, max_basis=max_basis,
-                                 max_steps=max_hvp, generator=gen)
-            values, vectors = res.eigenvalues, res.eigenvectors
-            residuals = res.residual_estimates.cpu()                       # explicit: ‖W s − θ Q s‖
             previous[:] = [vectors.detach()]
-            extra = 0
-        else:
-            res = lanczos_eigsh(H, v0, top_k, which=which, tol=tol, max_basis=max_basis,
-                                max_steps=max_hvp, generator=gen)
-            values, vectors = res.eigenvalues, res.eigenvectors        # [b, k], [b, k, P]
-            residuals = explicit_residuals(H, values, vectors)
-            extra = top_k
         order = order_by(values, which)
         values = torch.gather(values, 1, order)
         residuals = torch.gather(residuals, 1, order.cpu())
-        n_hvp = res.n_steps + extra
-        return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(), "n_hvp": n_hvp}
-                for r in range(len(indices))]
+        return [{"eigenvalues": values[r].cpu(), "residuals": residuals[r].cpu(),
+                 "n_hvp": int(res.steps_per_problem[r])} for r in range(len(indices))]
 
     meta = {"analysis": "max_eigenvalue_spectrum"}
     print_ = None
     if out is not None:
         print_ = fingerprint(
-            "max_eigenvalue_spectrum/2", model=model, data_hash=hash_tensors({"inputs": inputs, "targets": targets}),
+            "max_eigenvalue_spectrum/3", model=model, data_hash=hash_tensors({"inputs": inputs, "targets": targets}),
             settings={"batch_size": batch_size, "num_batches": n, "top_k": top_k, "which": which, "tol": tol,
                       "max_hvp": max_hvp, "max_basis": max_basis, "seed": seed, "num_params": P,
                       "params": [name for name, _ in named], "weight_decay": weight_decay,

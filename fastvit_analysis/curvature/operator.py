@@ -462,7 +462,21 @@ class HessianOperator(CurvatureOperator):
                     row.add_(hv, alpha=w)
 
 
-class GGNOperator(CurvatureOperator):
+class _ProductOperator(CurvatureOperator):
+    """The shared constructor of the operators whose product has one form (GGN, empirical Fisher):
+    CurvatureOperator's arguments without `hvp_mode`."""
+
+    @renamed_kwargs(vectors_per_pass="per_pass")
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
+                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
+                 loss_reduction: str | None = None, distributed: bool | None = None,
+                 output_fn: OutputFn | None = None):
+        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
+                         per_pass=per_pass, loss_reduction=loss_reduction,
+                         distributed=distributed, output_fn=output_fn)
+
+
+class GGNOperator(_ProductOperator):
     """The generalised Gauss-Newton matrix G = Σ_b w_b J_bᵀ H_out,b J_b (J = ∂outputs/∂θ, H_out =
     ∂²loss/∂outputs²), positive semi-definite for a convex loss; same interface and arguments as
     HessianOperator (products by jvp of the model, an output-space HVP and a vjp; vmapped over vectors).
@@ -477,20 +491,11 @@ class GGNOperator(CurvatureOperator):
         True
     """
 
-    @renamed_kwargs(vectors_per_pass="per_pass")
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
-                 loss_reduction: str | None = None, distributed: bool | None = None,
-                 output_fn: OutputFn | None = None):
-        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         per_pass=per_pass, loss_reduction=loss_reduction,
-                         distributed=distributed, output_fn=output_fn)
-
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
         return vmap(self._loss.ggn_product, in_dims=(None, None, None, 0))(self._loss.theta, x, y, V)
 
 
-class EmpiricalFisherOperator(CurvatureOperator):
+class EmpiricalFisherOperator(_ProductOperator):
     """The empirical Fisher F = Σ_n c·g_n g_nᵀ, g_n = ∇θ of the loss of sample n alone, c = 1/N for a
     'mean' loss over N samples and 1 for a 'sum' loss (curvlinops' convention); same interface and
     arguments as HessianOperator. Each product recomputes the batch's per-sample gradients [B, P]
@@ -505,15 +510,6 @@ class EmpiricalFisherOperator(CurvatureOperator):
         >>> F.matvec(torch.ones(F.num_params, dtype=torch.float64)).shape
         torch.Size([15])
     """
-
-    @renamed_kwargs(vectors_per_pass="per_pass")
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, weight_decay: float = 0.0,
-                 params: Sequence[str] | str | None = None, per_pass: int | None = None,
-                 loss_reduction: str | None = None, distributed: bool | None = None,
-                 output_fn: OutputFn | None = None):
-        super().__init__(model, loss_fn, data, weight_decay=weight_decay, params=params,
-                         per_pass=per_pass, loss_reduction=loss_reduction,
-                         distributed=distributed, output_fn=output_fn)
 
     def _batch_matmat(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
         G = self._loss.per_sample_gradients(self._loss.theta, x, y)      # [B, P]
@@ -535,6 +531,8 @@ class MiniBatchHessians(CurvatureOperator):
     `inputs` [b, B, ...] and `targets` [b, B, ...] stack b mini-batches of equal size B; the products
     are vmapped over the mini-batches (one forward-over-reverse pass for all b). Each H_i is the
     Hessian of loss_fn on mini-batch i alone (never all-reduced: mini-batches are independent).
+    `matmat_rows(V [a, P], rows [a])` multiplies a subset (a solver's unfinished problems);
+    `row_products` counts single mini-batch products, `n_hvp` full passes over all b.
     """
 
     one_operator_per_row = True
@@ -546,6 +544,7 @@ class MiniBatchHessians(CurvatureOperator):
         # vmapped over mini-batches: "double-backward" (a kept autograd graph) cannot be vmapped and
         # computes as "reverse-over-reverse" here
         self._first_index = first_index
+        self.row_products = 0   # single mini-batch products (n_hvp counts passes over all b)
         super().__init__(model, loss_fn, (inputs, targets), weight_decay=weight_decay, params=params,
                          hvp_mode=hvp_mode, distributed=False, output_fn=output_fn)
 
@@ -566,7 +565,27 @@ class MiniBatchHessians(CurvatureOperator):
     def num_batches(self) -> int:
         return self.inputs.shape[0]
 
-    def _local_matmat(self, V: Tensor) -> Tensor:
+    def _local_matmat(self, V: Tensor, rows: Tensor | None = None) -> Tensor:
+        inputs, targets = (self.inputs, self.targets) if rows is None else (self.inputs[rows], self.targets[rows])
         batched = vmap(self._loss.hvp, in_dims=(None, 0, 0, 0))
         with _prepare_model(self.model), _explain_ad_errors():
-            return batched(self._loss.theta, self.inputs, self.targets, V)
+            return batched(self._loss.theta, inputs, targets, V)
+
+    def matmat_rows(self, V: Tensor, rows: Tensor) -> Tensor:
+        """(H_{rows[i]} V_i) for V [a, P] and mini-batch indices rows [a]: a subset of the products
+        (a solver's unfinished problems), at the cost of a mini-batches."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.inputs.device).reshape(-1)
+        if not isinstance(V, Tensor) or V.ndim != 2 or V.shape != (rows.numel(), self.num_params):
+            raise ValueError(f"V must have shape [len(rows), P]=[{rows.numel()}, {self.num_params}], got "
+                             f"{tuple(V.shape) if isinstance(V, Tensor) else type(V).__name__}")
+        V = V.to(device=self.device, dtype=self.dtype)
+        out = self._local_matmat(V, rows)
+        if self.weight_decay:
+            out.add_(V, alpha=self.weight_decay)
+        self.row_products += V.shape[0]
+        return out
+
+    def matmat(self, V: Tensor) -> Tensor:
+        out = super().matmat(V)
+        self.row_products += V.shape[0]
+        return out

@@ -118,7 +118,7 @@ def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
     x, y = batch("mlp", n=24)
     want = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, warm_start=False,
                                    progress=False)
-    real = max_eigen.lanczos_eigsh
+    real = max_eigen.residual_eigsh
     sizes = []
 
     def small_memory(apply, v0, *args, **kwargs):
@@ -127,7 +127,7 @@ def test_out_of_memory_falls_back_to_smaller_chunks(monkeypatch):
             raise torch.OutOfMemoryError("simulated")
         return real(apply, v0, *args, **kwargs)
 
-    monkeypatch.setattr(max_eigen, "lanczos_eigsh", small_memory)
+    monkeypatch.setattr(max_eigen, "residual_eigsh", small_memory)
     got = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, warm_start=False,
                                   progress=False)
     assert sizes[0] == 3 and sizes.count(1) == 3
@@ -150,3 +150,23 @@ def test_num_samples_is_batch_size_times_mini_batches():
                                  converged=torch.ones(5, 2, dtype=torch.bool), negative_fraction=0.0,
                                  positive_mean=float("nan"), batch_size=16, which="LM", num_hvp=0)
     assert spec.num_samples == 80
+
+
+def test_n_hvp_counts_every_product_and_finished_mini_batches_stop(monkeypatch):
+    # each mini-batch stops (is locked) when its own pairs pass; n_hvp is the products really made
+    from fastvit_analysis.curvature.operator import MiniBatchHessians
+
+    x, y = batch("mlp", n=32)
+    rows_seen = []
+    real = MiniBatchHessians._local_matmat
+
+    def counting(self, V, rows=None):
+        rows_seen.append(V.shape[0])
+        return real(self, V, rows)
+
+    monkeypatch.setattr(MiniBatchHessians, "_local_matmat", counting)
+    res = max_eigenvalue_spectrum(mlp(), CE, (x, y), batch_size=8, top_k=2, tol=1e-8, batches_per_pass=4,
+                                  progress=False)
+    assert res.n_hvp == sum(rows_seen)
+    assert min(rows_seen) < 4            # some mini-batches finished before the others
+    assert bool(res.converged.all())

@@ -102,3 +102,17 @@ def test_every_solver_accepts_ggn_and_fisher_operators():
         assert abs(tr.value - float(exact.trace())) <= 4 * tr.stderr + 1e-9
         dens = hessian_density(None, None, None, operator=op, num_probes=2, steps=12, progress=False)
         assert dens.nodes.max() <= eigs.max() * (1 + 1e-8)
+
+
+def test_ggn_and_fisher_share_one_constructor_without_hvp_mode():
+    # one __init__ (operator._ProductOperator) for both; their product has no hvp_mode to choose
+    import inspect
+
+    from fastvit_analysis.curvature.operator import _ProductOperator
+
+    assert GGNOperator.__init__ is EmpiricalFisherOperator.__init__ is _ProductOperator.__init__
+    assert "hvp_mode" not in inspect.signature(GGNOperator).parameters
+    data = (torch.randn(4, 3, dtype=torch.float64), torch.randint(2, (4,)))
+    for make in (GGNOperator, EmpiricalFisherOperator):
+        with pytest.raises(TypeError, match="hvp_mode"):
+            make(nn.Linear(3, 2).double(), nn.CrossEntropyLoss(), data, hvp_mode="double-backward")
