@@ -209,97 +209,106 @@ def run_demo(args) -> int:
 
 def _run_demo(args) -> int:
     from . import _common as common
-    from .report import write_report
 
-    quick = args.quick
-    device = common.setup(args)
-    del device  # each stage resolves --device itself
+    common.setup(args)  # each stage resolves --device itself
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    plan = recipe(quick)
+    plan = recipe(args.quick)
     if args.fresh:
         for name in args.models:
-            _forget_analyses(out / name)
-            for f in [out / name / "train.json", out / name / "last.pt", *(out / name).glob("checkpoint_epoch*.pt")]:
-                f.unlink(missing_ok=True)
-    todo = [("train", m) for m in args.models] + [(a, m) for a in ANALYSES for m in args.models]
-    eta = ETA([ETA_WEIGHT[a] for a, _ in todo])
-    stages: list[Stage] = []
-    failed = 0
-    print(f"demo: {len(args.models)} models, {len(todo)} stages, fixed {'quick' if quick else 'full'} recipe, "
+            _forget_training(out / name)
+    todo = stage_table(args.models)
+    eta = ETA([ETA_WEIGHT[s.stage] for s in todo])
+    print(f"demo: {len(args.models)} models, {len(todo)} stages, fixed {'quick' if args.quick else 'full'} recipe, "
           f"{DEMO_THREADS} threads, seed {args.seed}, output {out}/", flush=True)
-
-    def run_stage(stage: Stage, fn) -> None:
-        nonlocal failed
-        start = time.perf_counter()
-        try:
-            status = fn()
-            stage.status = status or "done"
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # one failing analysis must not cost the whole report
-            failed += 1
-            stage.status = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-            if args.debug:
-                traceback.print_exc()
-        stage.seconds = time.perf_counter() - start
-        stages.append(stage)
-        print(f"demo [{len(stages):2d}/{len(todo)} {eta.elapsed() / 60:5.1f} min, {eta.advance(ETA_WEIGHT[stage.stage])}] "
+    for i, stage in enumerate(todo, 1):
+        stage.detail = dict(stage_sizes(plan, stage.stage))
+        run_stage(stage, lambda stage=stage: _stage_fn(stage, out / stage.model, plan, args), debug=args.debug)
+        print(f"demo [{i:2d}/{len(todo)} {eta.elapsed() / 60:5.1f} min, {eta.advance(ETA_WEIGHT[stage.stage])}] "
               f"{stage.stage:<16} {stage.model:<14} {stage.seconds:6.1f} s  {stage.status}", flush=True)
+    return finish_demo(out, args, plan, todo, eta)
 
-    # 1. training ---------------------------------------------------------------------------
-    for name in args.models:
-        folder = out / name
-        stage = Stage("train", name, detail=dict(plan["train"]))
 
-        def train_stage(name=name, folder=folder):
-            argv = train_argv(name, folder, plan["train"], args) + ["--no-resume"]  # no checkpoint of other settings
-            if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
-                return "reused"
-            _forget_analyses(folder)
-            _run_command(argv)
-            return None
+def stage_table(models: list[str]) -> list[Stage]:
+    """Every stage of the demo in run order: each model's training, then each analysis for each model."""
+    return [Stage("train", m) for m in models] + [Stage(a, m) for a in ANALYSES for m in models]
 
-        run_stage(stage, train_stage)
 
-    # 2. analyses ---------------------------------------------------------------------------
-    warmup = plan["train"]["warmup_epochs"]
-    for analysis in ANALYSES:
-        for name in args.models:
-            folder = out / name
-            sizes = plan["max_eigen" if analysis == "max_eigen_warmup" else analysis]
-            stage = Stage(analysis, name, detail=dict(sizes))
+def stage_sizes(plan: dict[str, dict[str, Any]], stage: str) -> dict[str, Any]:
+    """The recipe entry of a stage (the warm-up spectrum has the final one's sizes)."""
+    return plan["max_eigen" if stage == "max_eigen_warmup" else stage]
 
-            def analysis_stage(analysis=analysis, name=name, folder=folder, sizes=sizes):
-                ckpt = folder / (f"checkpoint_epoch{warmup}.pt" if analysis == "max_eigen_warmup" else "last.pt")
-                if not ckpt.is_file():
-                    raise CLIError(f"no checkpoint {ckpt} (training failed)")
-                result_file = folder / RESULT_FILE[analysis]
-                if analysis == "shape_bias":
-                    if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed), [ckpt]):
-                        return "reused"
-                    run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed,
-                                   device=args.device, label=name)
-                    return None
-                target = result_file.parent
-                argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target)
-                if _fresh(result_file, _settings_for(argv), [ckpt]):
-                    return "reused"
-                _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
-                _run_command(argv)
-                if analysis == "max_eigen_warmup":  # its own label in the report and the claims
-                    payload = _read(result_file) or {}
-                    payload["model"] = f"{name} (end of warm-up)"
-                    common.write_json(result_file, payload)
-                return None
 
-            run_stage(stage, analysis_stage)
+def run_stage(stage: Stage, fn, *, debug: bool = False) -> None:
+    """Run fn() -> None | "reused" and record its status and seconds on `stage`; an exception marks the
+    stage failed (one failing analysis must not cost the whole report) unless it is an interrupt."""
+    start = time.perf_counter()
+    try:
+        stage.status = fn() or "done"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- recorded as the stage's status
+        stage.status = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        if debug:
+            traceback.print_exc()
+    stage.seconds = time.perf_counter() - start
 
-    # 3. claims, report and summary -----------------------------------------------------------
+
+def _stage_fn(stage: Stage, folder: Path, plan: dict[str, dict[str, Any]], args) -> str | None:
+    if stage.stage == "train":
+        return train_stage(stage.model, folder, plan["train"], args)
+    return analysis_stage(stage.stage, stage.model, folder, stage_sizes(plan, stage.stage),
+                          plan["train"]["warmup_epochs"], args)
+
+
+def train_stage(name: str, folder: Path, sizes: dict[str, Any], args) -> str | None:
+    """Train `name` into `folder` unless a train.json of these settings is newer than its last.pt."""
+    argv = train_argv(name, folder, sizes, args) + ["--no-resume"]  # no checkpoint of other settings
+    if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
+        return "reused"
+    _forget_analyses(folder)
+    _run_command(argv)
+    return None
+
+
+def analysis_stage(analysis: str, name: str, folder: Path, sizes: dict[str, Any], warmup_epochs: int,
+                   args) -> str | None:
+    """Run one analysis of the trained model in `folder` (the warm-up spectrum on the checkpoint of epoch
+    `warmup_epochs`), unless its result of these settings is newer than the checkpoint."""
+    from . import _common as common
+
+    ckpt = folder / (f"checkpoint_epoch{warmup_epochs}.pt" if analysis == "max_eigen_warmup" else "last.pt")
+    if not ckpt.is_file():
+        raise CLIError(f"no checkpoint {ckpt} (training failed)")
+    result_file = folder / RESULT_FILE[analysis]
+    if analysis == "shape_bias":
+        if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed), [ckpt]):
+            return "reused"
+        run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed, device=args.device,
+                       label=name)
+        return None
+    target = result_file.parent
+    argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target)
+    if _fresh(result_file, _settings_for(argv), [ckpt]):
+        return "reused"
+    _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
+    _run_command(argv)
+    if analysis == "max_eigen_warmup":  # its own label in the report and the claims
+        payload = _read(result_file) or {}
+        payload["model"] = f"{name} (end of warm-up)"
+        common.write_json(result_file, payload)
+    return None
+
+
+def finish_demo(out: Path, args, plan: dict[str, dict[str, Any]], stages: list[Stage], eta: ETA) -> int:
+    """Claims, OUT/demo.json, the report and the closing tables; 1 when a stage failed."""
+    from . import _common as common
+    from .report import write_report
+
+    failed = sum(s.status.startswith("failed") for s in stages)
     claims_status = write_claims(out, args.models)
     print(f"demo: claims: {claims_status}", flush=True)
-    total = eta.elapsed()
-    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": total, "quick": quick,
+    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": eta.elapsed(), "quick": args.quick,
                     "threads": DEMO_THREADS, "seed": args.seed, "recipe": plan, "claims": claims_status,
                     "stages": [s.__dict__ for s in stages]}
     common.write_json(out / "demo.json", demo_payload)
@@ -371,6 +380,13 @@ def claims_text(claims: dict[str, Any]) -> str:
 
 def _g(x: Any) -> str:
     return "?" if x is None else f"{x:.3g}"
+
+
+def _forget_training(folder: Path) -> None:
+    """--fresh: drop a model's checkpoints, training result and analyses."""
+    _forget_analyses(folder)
+    for f in [folder / "train.json", folder / "last.pt", *folder.glob("checkpoint_epoch*.pt")]:
+        f.unlink(missing_ok=True)
 
 
 def _forget_analyses(folder: Path) -> None:
