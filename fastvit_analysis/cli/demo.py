@@ -33,6 +33,8 @@ ROLES = {"cnn": "demo_resnet", "vit": "demo_vit", "alternet": "demo_alternet"}
 DEMO_TRAIN_FLAGS = ["--lr", "2e-3", "--mixup", "0", "--cutmix", "0", "--randaugment", "none", "--channels-last"]
 HIGH_FREQS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 RECIPE: dict[str, dict[str, Any]] = {
+    # the embedded data's image side: 'synthetic' at 32, else 'synthetic:SIZE' (docs/data.md)
+    "data": {"image_size": 32},
     "train": {"epochs": 8, "warmup_epochs": 1, "num_samples": 5000, "test_samples": 1000, "batch_size": 64},
     # the paper's max-eigenvalue spectrum: top-5 (largest magnitude, signed) of each mini-batch of 16 of
     # the AUGMENTED training data, with the weight-decay term; at the end of warm-up and at the end
@@ -46,6 +48,7 @@ RECIPE: dict[str, dict[str, Any]] = {
     "shape_bias": {"num_samples": 1800},
 }
 QUICK_RECIPE: dict[str, dict[str, Any]] = {
+    "data": {"image_size": 32},
     "train": {"epochs": 2, "warmup_epochs": 1, "num_samples": 128, "test_samples": 64, "batch_size": 32},
     "max_eigen": {"num_batches": 2, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4, "weight_decay": 0.05},
     "landscape": {"steps": 3, "num_samples": 16, "dims": 2, "l2_coef": 0.05},
@@ -87,14 +90,19 @@ def _parse(argv: list[str]):
     return build_parser().parse_args([str(a) for a in argv])
 
 
-def _common_argv(args, model_path: Path, out: Path) -> list[str]:
-    argv = ["--model", str(model_path), "--data", "synthetic", "--device", args.device, "--out", str(out),
+def data_spec(image_size: int = 32) -> str:
+    """The --data of every stage: 'synthetic' at 32×32, else 'synthetic:SIZE'."""
+    return "synthetic" if image_size == 32 else f"synthetic:{image_size}"
+
+
+def _common_argv(args, model_path: Path, out: Path, data: str = "synthetic") -> list[str]:
+    argv = ["--model", str(model_path), "--data", data, "--device", args.device, "--out", str(out),
             "--seed", str(args.seed)]
     return argv + (["--no-progress"] if args.no_progress else [])
 
 
-def train_argv(name: str, folder: Path, plan: dict[str, Any], args) -> list[str]:
-    argv = ["train", "--model", name, "--data", "synthetic", "--device", args.device, "--out", folder,
+def train_argv(name: str, folder: Path, plan: dict[str, Any], args, data: str = "synthetic") -> list[str]:
+    argv = ["train", "--model", name, "--data", data, "--device", args.device, "--out", folder,
             "--epochs", plan["epochs"], "--warmup-epochs", plan["warmup_epochs"], "--batch-size", plan["batch_size"],
             "--seed", args.seed, "--test-samples", plan["test_samples"], "--num-samples", plan["num_samples"],
             "--checkpoint-every", 1, *DEMO_TRAIN_FLAGS]
@@ -147,7 +155,7 @@ def _fresh(result_file: Path, settings: dict[str, Any], inputs: list[Path]) -> b
 
 
 def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, device: str,
-                   label: str) -> dict[str, Any]:
+                   label: str, image_size: int = 32) -> dict[str, Any]:
     """Cue-conflict decisions of one model -> OUT/shape_bias.json (settings recorded like a subcommand)."""
     import fastvit_analysis
 
@@ -157,10 +165,10 @@ def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, 
 
     start = time.perf_counter()
     model = common.load_model(str(model_path), num_classes=10, device=common.resolve_device(device))
-    result = shape_bias(model, SyntheticShapes("conflict", num_samples=num_samples, seed=seed))
+    result = shape_bias(model, SyntheticShapes("conflict", num_samples=num_samples, seed=seed, size=image_size))
     summary = result.to_dict()["summary"]
     payload = {"analysis": "shape_bias", "model": label, "model_source": str(model_path), "data": "synthetic:conflict",
-               "settings": shape_bias_settings(num_samples, seed), "summary": summary, "plot": {},
+               "settings": shape_bias_settings(num_samples, seed, image_size), "summary": summary, "plot": {},
                "result": result.to_dict(), "seconds": round(time.perf_counter() - start, 3),
                "version": fastvit_analysis.__version__, "figures": []}
     common.write_json(out / "shape_bias.json", payload)
@@ -171,8 +179,9 @@ def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, 
     return payload
 
 
-def shape_bias_settings(num_samples: int, seed: int) -> dict[str, Any]:
-    return {"split": "conflict", "num_samples": num_samples, "seed": seed}
+def shape_bias_settings(num_samples: int, seed: int, image_size: int = 32) -> dict[str, Any]:
+    settings = {"split": "conflict", "num_samples": num_samples, "seed": seed}
+    return settings if image_size == 32 else {**settings, "image_size": image_size}
 
 
 class ETA:
@@ -255,15 +264,16 @@ def run_stage(stage: Stage, fn, *, debug: bool = False) -> None:
 
 
 def _stage_fn(stage: Stage, folder: Path, plan: dict[str, dict[str, Any]], args) -> str | None:
+    image_size = plan["data"]["image_size"]
     if stage.stage == "train":
-        return train_stage(stage.model, folder, plan["train"], args)
+        return train_stage(stage.model, folder, plan["train"], args, data_spec(image_size))
     return analysis_stage(stage.stage, stage.model, folder, stage_sizes(plan, stage.stage),
-                          plan["train"]["warmup_epochs"], args)
+                          plan["train"]["warmup_epochs"], args, image_size)
 
 
-def train_stage(name: str, folder: Path, sizes: dict[str, Any], args) -> str | None:
-    """Train `name` into `folder` unless a train.json of these settings is newer than its last.pt."""
-    argv = train_argv(name, folder, sizes, args) + ["--no-resume"]  # no checkpoint of other settings
+def train_stage(name: str, folder: Path, sizes: dict[str, Any], args, data: str = "synthetic") -> str | None:
+    """Train `name` into `folder` on `data` unless a train.json of these settings is newer than its last.pt."""
+    argv = train_argv(name, folder, sizes, args, data) + ["--no-resume"]  # no checkpoint of other settings
     if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
         return "reused"
     _forget_analyses(folder)
@@ -272,7 +282,7 @@ def train_stage(name: str, folder: Path, sizes: dict[str, Any], args) -> str | N
 
 
 def analysis_stage(analysis: str, name: str, folder: Path, sizes: dict[str, Any], warmup_epochs: int,
-                   args) -> str | None:
+                   args, image_size: int = 32) -> str | None:
     """Run one analysis of the trained model in `folder` (the warm-up spectrum on the checkpoint of epoch
     `warmup_epochs`), unless its result of these settings is newer than the checkpoint."""
     from . import _common as common
@@ -282,13 +292,13 @@ def analysis_stage(analysis: str, name: str, folder: Path, sizes: dict[str, Any]
         raise CLIError(f"no checkpoint {ckpt} (training failed)")
     result_file = folder / RESULT_FILE[analysis]
     if analysis == "shape_bias":
-        if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed), [ckpt]):
+        if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed, image_size), [ckpt]):
             return "reused"
         run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed, device=args.device,
-                       label=name)
+                       label=name, image_size=image_size)
         return None
     target = result_file.parent
-    argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target)
+    argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target, data_spec(image_size))
     if _fresh(result_file, _settings_for(argv), [ckpt]):
         return "reused"
     _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
