@@ -181,9 +181,10 @@ def check_model_arg(text: str, option: str = "--model") -> None:
 
 
 def load_model(text: str, *, num_classes: int | None, device: torch.device,
-               checkpoint: str | None = None, option: str = "--model") -> nn.Module:
-    """A model from a timm name (built for `num_classes`) or from a checkpoint written by `train`;
-    `checkpoint` loads a checkpoint's weights into the architecture named by `text`."""
+               checkpoint: str | None = None, option: str = "--model", img_size: int | None = None) -> nn.Module:
+    """A model from a timm name (built for `num_classes`, and for `img_size` when given: the side of a
+    'synthetic:SIZE' spec) or from a checkpoint written by `train`; `checkpoint` loads a checkpoint's
+    weights into the architecture named by `text`."""
     from .. import models
 
     if looks_like_checkpoint(text):
@@ -201,7 +202,8 @@ def load_model(text: str, *, num_classes: int | None, device: torch.device,
     else:
         if not text:
             raise CLIError(f"{option}: expected a model name or a checkpoint path")
-        model = models.create(text, **({"num_classes": num_classes} if num_classes else {}))
+        model = models.create(text, **({"num_classes": num_classes} if num_classes else {}),
+                              **({"img_size": img_size} if img_size else {}))
     model_classes = getattr(model, "num_classes", None)
     if num_classes and isinstance(model_classes, int) and model_classes != num_classes:
         raise CLIError(f"{option} {text!r} predicts {model_classes} classes but the data has {num_classes}")

@@ -194,10 +194,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     device = common.setup(args)
     common.check_model_arg(args.model)
-    common.parse_data_spec(args.data)
+    spec = common.parse_data_spec(args.data)
     out = common.out_dir(args, "fastvit-train")
     classes = common.num_classes_of(args.data)
-    model = common.load_model(args.model, num_classes=classes, device=device, checkpoint=args.checkpoint)
+    model = common.load_model(args.model, num_classes=classes, device=device, checkpoint=args.checkpoint,
+                              img_size=getattr(spec, "size", None))  # 'synthetic:SIZE' builds for that side
     test_loader = common.build_loader(args.data, "test", 256, num_samples=args.test_samples, seed=args.seed)
     randaugment = None if args.randaugment.lower() in ("none", "off", "") else args.randaugment
     start = time.perf_counter()

@@ -34,6 +34,8 @@ ROLES = {"cnn": "demo_resnet", "vit": "demo_vit", "alternet": "demo_alternet"}
 DEMO_TRAIN_FLAGS = ["--lr", "2e-3", "--mixup", "0", "--cutmix", "0", "--randaugment", "none", "--channels-last"]
 HIGH_FREQS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 RECIPE: dict[str, dict[str, Any]] = {
+    # the embedded data's image side: 'synthetic' at 32, else 'synthetic:SIZE' (docs/data.md)
+    "data": {"image_size": 32},
     "train": {"epochs": 8, "warmup_epochs": 1, "num_samples": 5000, "test_samples": 1000, "batch_size": 64},
     # the paper's max-eigenvalue spectrum: top-5 (largest magnitude, signed) of each mini-batch of 16 of
     # the AUGMENTED training data, with the weight-decay term; at the end of warm-up and at the end
@@ -47,6 +49,7 @@ RECIPE: dict[str, dict[str, Any]] = {
     "shape_bias": {"num_samples": 1800},
 }
 QUICK_RECIPE: dict[str, dict[str, Any]] = {
+    "data": {"image_size": 32},
     "train": {"epochs": 2, "warmup_epochs": 1, "num_samples": 128, "test_samples": 64, "batch_size": 32},
     "max_eigen": {"num_batches": 2, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4, "weight_decay": 0.05},
     "landscape": {"steps": 3, "num_samples": 16, "dims": 2, "l2_coef": 0.05},
@@ -88,14 +91,19 @@ def _parse(argv: list[str]):
     return build_parser().parse_args([str(a) for a in argv])
 
 
-def _common_argv(args, model_path: Path, out: Path) -> list[str]:
-    argv = ["--model", str(model_path), "--data", "synthetic", "--device", args.device, "--out", str(out),
+def data_spec(image_size: int = 32) -> str:
+    """The --data of every stage: 'synthetic' at 32×32, else 'synthetic:SIZE'."""
+    return "synthetic" if image_size == 32 else f"synthetic:{image_size}"
+
+
+def _common_argv(args, model_path: Path, out: Path, data: str = "synthetic") -> list[str]:
+    argv = ["--model", str(model_path), "--data", data, "--device", args.device, "--out", str(out),
             "--seed", str(args.seed)]
     return argv + (["--no-progress"] if args.no_progress else [])
 
 
-def train_argv(name: str, folder: Path, plan: dict[str, Any], args) -> list[str]:
-    argv = ["train", "--model", name, "--data", "synthetic", "--device", args.device, "--out", folder,
+def train_argv(name: str, folder: Path, plan: dict[str, Any], args, data: str = "synthetic") -> list[str]:
+    argv = ["train", "--model", name, "--data", data, "--device", args.device, "--out", folder,
             "--epochs", plan["epochs"], "--warmup-epochs", plan["warmup_epochs"], "--batch-size", plan["batch_size"],
             "--seed", args.seed, "--test-samples", plan["test_samples"], "--num-samples", plan["num_samples"],
             "--checkpoint-every", 1, *DEMO_TRAIN_FLAGS]
@@ -148,7 +156,7 @@ def _fresh(result_file: Path, settings: dict[str, Any], inputs: list[Path]) -> b
 
 
 def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, device: str,
-                   label: str) -> dict[str, Any]:
+                   label: str, image_size: int = 32) -> dict[str, Any]:
     """Cue-conflict decisions of one model -> OUT/shape_bias.json (settings recorded like a subcommand)."""
     import fastvit_analysis
 
@@ -158,10 +166,10 @@ def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, 
 
     start = time.perf_counter()
     model = common.load_model(str(model_path), num_classes=10, device=common.resolve_device(device))
-    result = shape_bias(model, SyntheticShapes("conflict", num_samples=num_samples, seed=seed))
+    result = shape_bias(model, SyntheticShapes("conflict", num_samples=num_samples, seed=seed, size=image_size))
     summary = result.to_dict()["summary"]
     payload = {"analysis": "shape_bias", "model": label, "model_source": str(model_path), "data": "synthetic:conflict",
-               "settings": shape_bias_settings(num_samples, seed), "summary": summary, "plot": {},
+               "settings": shape_bias_settings(num_samples, seed, image_size), "summary": summary, "plot": {},
                "result": result.to_dict(), "seconds": round(time.perf_counter() - start, 3),
                "version": fastvit_analysis.__version__, "figures": []}
     common.write_json(out / "shape_bias.json", payload)
@@ -172,8 +180,9 @@ def run_shape_bias(model_path: Path, out: Path, *, num_samples: int, seed: int, 
     return payload
 
 
-def shape_bias_settings(num_samples: int, seed: int) -> dict[str, Any]:
-    return {"split": "conflict", "num_samples": num_samples, "seed": seed}
+def shape_bias_settings(num_samples: int, seed: int, image_size: int = 32) -> dict[str, Any]:
+    settings = {"split": "conflict", "num_samples": num_samples, "seed": seed}
+    return settings if image_size == 32 else {**settings, "image_size": image_size}
 
 
 class ETA:
@@ -210,97 +219,107 @@ def run_demo(args) -> int:
 
 def _run_demo(args) -> int:
     from . import _common as common
-    from .report import write_report
 
-    quick = args.quick
-    device = common.setup(args)
-    del device  # each stage resolves --device itself
+    common.setup(args)  # each stage resolves --device itself
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    plan = recipe(quick)
+    plan = recipe(args.quick)
     if args.fresh:
         for name in args.models:
-            _forget_analyses(out / name)
-            for f in [out / name / "train.json", out / name / "last.pt", *(out / name).glob("checkpoint_epoch*.pt")]:
-                f.unlink(missing_ok=True)
-    todo = [("train", m) for m in args.models] + [(a, m) for a in ANALYSES for m in args.models]
-    eta = ETA([ETA_WEIGHT[a] for a, _ in todo])
-    stages: list[Stage] = []
-    failed = 0
-    print(f"demo: {len(args.models)} models, {len(todo)} stages, fixed {'quick' if quick else 'full'} recipe, "
+            _forget_training(out / name)
+    todo = stage_table(args.models)
+    eta = ETA([ETA_WEIGHT[s.stage] for s in todo])
+    print(f"demo: {len(args.models)} models, {len(todo)} stages, fixed {'quick' if args.quick else 'full'} recipe, "
           f"{DEMO_THREADS} threads, seed {args.seed}, output {out}/", flush=True)
-
-    def run_stage(stage: Stage, fn) -> None:
-        nonlocal failed
-        start = time.perf_counter()
-        try:
-            status = fn()
-            stage.status = status or "done"
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # one failing analysis must not cost the whole report
-            failed += 1
-            stage.status = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-            if args.debug:
-                traceback.print_exc()
-        stage.seconds = time.perf_counter() - start
-        stages.append(stage)
-        print(f"demo [{len(stages):2d}/{len(todo)} {eta.elapsed() / 60:5.1f} min, {eta.advance(ETA_WEIGHT[stage.stage])}] "
+    for i, stage in enumerate(todo, 1):
+        stage.detail = dict(stage_sizes(plan, stage.stage))
+        run_stage(stage, lambda stage=stage: _stage_fn(stage, out / stage.model, plan, args), debug=args.debug)
+        print(f"demo [{i:2d}/{len(todo)} {eta.elapsed() / 60:5.1f} min, {eta.advance(ETA_WEIGHT[stage.stage])}] "
               f"{stage.stage:<16} {stage.model:<14} {stage.seconds:6.1f} s  {stage.status}", flush=True)
+    return finish_demo(out, args, plan, todo, eta)
 
-    # 1. training ---------------------------------------------------------------------------
-    for name in args.models:
-        folder = out / name
-        stage = Stage("train", name, detail=dict(plan["train"]))
 
-        def train_stage(name=name, folder=folder):
-            argv = train_argv(name, folder, plan["train"], args) + ["--no-resume"]  # no checkpoint of other settings
-            if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
-                return "reused"
-            _forget_analyses(folder)
-            _run_command(argv)
-            return None
+def stage_table(models: list[str]) -> list[Stage]:
+    """Every stage of the demo in run order: each model's training, then each analysis for each model."""
+    return [Stage("train", m) for m in models] + [Stage(a, m) for a in ANALYSES for m in models]
 
-        run_stage(stage, train_stage)
 
-    # 2. analyses ---------------------------------------------------------------------------
-    warmup = plan["train"]["warmup_epochs"]
-    for analysis in ANALYSES:
-        for name in args.models:
-            folder = out / name
-            sizes = plan["max_eigen" if analysis == "max_eigen_warmup" else analysis]
-            stage = Stage(analysis, name, detail=dict(sizes))
+def stage_sizes(plan: dict[str, dict[str, Any]], stage: str) -> dict[str, Any]:
+    """The recipe entry of a stage (the warm-up spectrum has the final one's sizes)."""
+    return plan["max_eigen" if stage == "max_eigen_warmup" else stage]
 
-            def analysis_stage(analysis=analysis, name=name, folder=folder, sizes=sizes):
-                ckpt = folder / (f"checkpoint_epoch{warmup}.pt" if analysis == "max_eigen_warmup" else "last.pt")
-                if not ckpt.is_file():
-                    raise CLIError(f"no checkpoint {ckpt} (training failed)")
-                result_file = folder / RESULT_FILE[analysis]
-                if analysis == "shape_bias":
-                    if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed), [ckpt]):
-                        return "reused"
-                    run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed,
-                                   device=args.device, label=name)
-                    return None
-                target = result_file.parent
-                argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target)
-                if _fresh(result_file, _settings_for(argv), [ckpt]):
-                    return "reused"
-                _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
-                _run_command(argv)
-                if analysis == "max_eigen_warmup":  # its own label in the report and the claims
-                    payload = _read(result_file) or {}
-                    payload["model"] = f"{name} (end of warm-up)"
-                    common.write_json(result_file, payload)
-                return None
 
-            run_stage(stage, analysis_stage)
+def run_stage(stage: Stage, fn, *, debug: bool = False) -> None:
+    """Run fn() -> None | "reused" and record its status and seconds on `stage`; an exception marks the
+    stage failed (one failing analysis must not cost the whole report) unless it is an interrupt."""
+    start = time.perf_counter()
+    try:
+        stage.status = fn() or "done"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- recorded as the stage's status
+        stage.status = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        if debug:
+            traceback.print_exc()
+    stage.seconds = time.perf_counter() - start
 
-    # 3. claims, report and summary -----------------------------------------------------------
+
+def _stage_fn(stage: Stage, folder: Path, plan: dict[str, dict[str, Any]], args) -> str | None:
+    image_size = plan["data"]["image_size"]
+    if stage.stage == "train":
+        return train_stage(stage.model, folder, plan["train"], args, data_spec(image_size))
+    return analysis_stage(stage.stage, stage.model, folder, stage_sizes(plan, stage.stage),
+                          plan["train"]["warmup_epochs"], args, image_size)
+
+
+def train_stage(name: str, folder: Path, sizes: dict[str, Any], args, data: str = "synthetic") -> str | None:
+    """Train `name` into `folder` on `data` unless a train.json of these settings is newer than its last.pt."""
+    argv = train_argv(name, folder, sizes, args, data) + ["--no-resume"]  # no checkpoint of other settings
+    if _fresh(folder / "train.json", _settings_for(argv), [folder / "last.pt"]):
+        return "reused"
+    _forget_analyses(folder)
+    _run_command(argv)
+    return None
+
+
+def analysis_stage(analysis: str, name: str, folder: Path, sizes: dict[str, Any], warmup_epochs: int,
+                   args, image_size: int = 32) -> str | None:
+    """Run one analysis of the trained model in `folder` (the warm-up spectrum on the checkpoint of epoch
+    `warmup_epochs`), unless its result of these settings is newer than the checkpoint."""
+    from . import _common as common
+
+    ckpt = folder / (f"checkpoint_epoch{warmup_epochs}.pt" if analysis == "max_eigen_warmup" else "last.pt")
+    if not ckpt.is_file():
+        raise CLIError(f"no checkpoint {ckpt} (training failed)")
+    result_file = folder / RESULT_FILE[analysis]
+    if analysis == "shape_bias":
+        if _fresh(result_file, shape_bias_settings(sizes["num_samples"], args.seed, image_size), [ckpt]):
+            return "reused"
+        run_shape_bias(ckpt, folder, num_samples=sizes["num_samples"], seed=args.seed, device=args.device,
+                       label=name, image_size=image_size)
+        return None
+    target = result_file.parent
+    argv = analysis_argv(analysis, sizes) + _common_argv(args, ckpt, target, data_spec(image_size))
+    if _fresh(result_file, _settings_for(argv), [ckpt]):
+        return "reused"
+    _forget_points(target, analysis.replace("_warmup", ""))  # partial results of other weights
+    _run_command(argv)
+    if analysis == "max_eigen_warmup":  # its own label in the report and the claims
+        payload = _read(result_file) or {}
+        payload["model"] = f"{name} (end of warm-up)"
+        common.write_json(result_file, payload)
+    return None
+
+
+def finish_demo(out: Path, args, plan: dict[str, dict[str, Any]], stages: list[Stage], eta: ETA) -> int:
+    """Claims, OUT/demo.json, the report and the closing tables; 1 when a stage failed."""
+    from . import _common as common
+    from .report import write_report
+
+    failed = sum(s.status.startswith("failed") for s in stages)
     claims_status = write_claims(out, args.models)
     print(f"demo: claims: {claims_status}", flush=True)
-    total = eta.elapsed()
-    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": total, "quick": quick,
+    demo_payload = {"analysis": "demo", "model": "demo", "total_seconds": eta.elapsed(), "quick": args.quick,
                     "threads": DEMO_THREADS, "seed": args.seed, "recipe": plan, "claims": claims_status,
                     "stages": [s.__dict__ for s in stages]}
     common.write_json(out / "demo.json", demo_payload)
@@ -373,6 +392,13 @@ def claims_text(claims: dict[str, Any]) -> str:
 
 def _g(x: Any) -> str:
     return "?" if x is None else f"{x:.3g}"
+
+
+def _forget_training(folder: Path) -> None:
+    """--fresh: drop a model's checkpoints, training result and analyses."""
+    _forget_analyses(folder)
+    for f in [folder / "train.json", folder / "last.pt", *folder.glob("checkpoint_epoch*.pt")]:
+        f.unlink(missing_ok=True)
 
 
 def _forget_analyses(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""Data specs -> datasets and loaders: "synthetic", "cifar10:/path", "cifar100:/path", "imagefolder:/path",
+"""Data specs -> datasets and loaders: "synthetic" (or "synthetic:SIZE"), "cifar10:/path", "cifar100:/path", "imagefolder:/path",
 "cifar10c:/path", "cifar100c:/path". Nothing is ever downloaded.
 
 Example:
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
 from .corruptions import CIFAR_C_CORRUPTIONS, CorruptedCIFAR
-from .synthetic import SYNTHETIC_MEAN, SYNTHETIC_SPLITS, SYNTHETIC_STD, SyntheticShapes
+from .synthetic import MIN_IMAGE_SIZE, SYNTHETIC_MEAN, SYNTHETIC_SPLITS, SYNTHETIC_STD, SyntheticShapes
 
 __all__ = ["DataSpec", "parse_spec", "build_dataset", "build_loader", "build_transform", "normalization",
            "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD",
@@ -34,17 +34,19 @@ _STATS = {"synthetic": (SYNTHETIC_MEAN, SYNTHETIC_STD), "cifar10": (CIFAR10_MEAN
           "cifar100": (CIFAR100_MEAN, CIFAR100_STD), "cifar10c": (CIFAR10_MEAN, CIFAR10_STD),
           "cifar100c": (CIFAR100_MEAN, CIFAR100_STD), "imagefolder": (IMAGENET_MEAN, IMAGENET_STD)}
 _SPLITS = ("train", "test")
-_SPEC_HELP = ("expected 'synthetic', 'cifar10:/path', 'cifar100:/path', 'imagefolder:/path', "
+_SPEC_HELP = ("expected 'synthetic' (or 'synthetic:SIZE'), 'cifar10:/path', 'cifar100:/path', 'imagefolder:/path', "
               "'cifar10c:/path' or 'cifar100c:/path'")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed data spec: `kind` in DATASET_KINDS and `path` (None for synthetic)."""
+    """A parsed data spec: `kind` in DATASET_KINDS and `path` (None for synthetic); `size` is the image side
+    of "synthetic:SIZE" (None: the default 32)."""
 
     kind: str
     path: Path | None
     text: str
+    size: int | None = None
 
     @property
     def num_classes(self) -> int | None:
@@ -52,11 +54,14 @@ class DataSpec:
 
     @property
     def image_size(self) -> int:
+        if self.size is not None:
+            return self.size
         return 224 if self.kind == "imagefolder" else 32
 
 
 def parse_spec(spec: str) -> DataSpec:
-    """Parse "kind[:path]"; raises ValueError for an unknown kind or a missing path part."""
+    """Parse "kind[:path]" ("synthetic[:SIZE]"); raises ValueError for an unknown kind, a missing path part
+    or a synthetic image side that is not an int >= 16."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"data spec must be a non-empty string, {_SPEC_HELP}; got {spec!r}")
     kind, sep, path = spec.strip().partition(":")
@@ -64,9 +69,12 @@ def parse_spec(spec: str) -> DataSpec:
     if kind not in DATASET_KINDS:
         raise ValueError(f"unknown data spec {spec!r}: {_SPEC_HELP}")
     if kind == "synthetic":
-        if path:
-            raise ValueError(f"data spec {spec!r}: 'synthetic' takes no path")
-        return DataSpec(kind, None, spec)
+        if not path:
+            return DataSpec(kind, None, spec)
+        if not path.strip().isdigit() or int(path) < MIN_IMAGE_SIZE:
+            raise ValueError(f"data spec {spec!r}: 'synthetic:SIZE' takes an image side >= {MIN_IMAGE_SIZE} "
+                             f"(e.g. 'synthetic:24'), not a path")
+        return DataSpec(kind, None, spec, int(path))
     if not path:
         raise ValueError(f"data spec {spec!r}: {kind} needs a local path, e.g. '{kind}:/data/{kind}'")
     return DataSpec(kind, Path(path).expanduser(), spec)
@@ -81,7 +89,8 @@ def normalization(spec: str | DataSpec) -> tuple[tuple[float, ...], tuple[float,
 def build_transform(spec: str | DataSpec, *, train: bool = False, randaugment: str | None = None,
                     crop: bool = True, flip: bool = True, img_size: int | None = None) -> Callable:
     """PIL image -> normalised (3, H, W) tensor. With train=True: random crop (32×32: pad 4; ImageFolder:
-    random-resized crop) + horizontal flip + optional timm RandAugment (e.g. "rand-m9-n2")."""
+    random-resized crop; other sides: pad size/8) + horizontal flip + optional timm RandAugment (e.g.
+    "rand-m9-n2")."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     mean, std = _STATS[parsed.kind]
     size = img_size or parsed.image_size
@@ -92,7 +101,7 @@ def build_transform(spec: str | DataSpec, *, train: bool = False, randaugment: s
         else:
             ops += [T.Resize(int(round(size / 0.875))), T.CenterCrop(size)]
     elif train and crop:
-        ops.append(T.RandomCrop(size, padding=4))
+        ops.append(T.RandomCrop(size, padding=max(1, size // 8)))
     if train and flip:
         ops.append(T.RandomHorizontalFlip())
     if train and randaugment:
@@ -132,7 +141,7 @@ def build_dataset(spec: str, split: str = "train", *, transform: Callable | None
     """Dataset for a data spec; items are (image tensor (3, H, W), int label).
 
     Args:
-        spec: "synthetic", "cifar10:/path", "cifar100:/path", "imagefolder:/path" (uses path/train and
+        spec: "synthetic" ("synthetic:SIZE": SIZE×SIZE images), "cifar10:/path", "cifar100:/path", "imagefolder:/path" (uses path/train and
             path/val or path/test when present, else path), "cifar10c:/path", "cifar100c:/path" (CIFAR-C
             folder of <corruption>.npy + labels.npy; needs `corruption` and `severity`).
         split: "train" or "test" (CIFAR-C has only "test").
@@ -151,7 +160,8 @@ def build_dataset(spec: str, split: str = "train", *, transform: Callable | None
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
     if parsed.kind == "synthetic":
-        return SyntheticShapes(split, num_samples=num_samples, seed=seed, transform=transform)
+        return SyntheticShapes(split, num_samples=num_samples, seed=seed, transform=transform,
+                               **({"size": parsed.size} if parsed.size else {}))
     if parsed.kind in ("cifar10c", "cifar100c") and split != "test":
         raise ValueError(f"data spec {spec!r}: CIFAR-C has only a 'test' split, got split={split!r}")
     if parsed.kind not in ("cifar10c", "cifar100c") and (corruption is not None or severity is not None):

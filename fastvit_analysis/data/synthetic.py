@@ -1,4 +1,5 @@
-"""The embedded data set: 10 classes of 32×32 RGB images, generated in memory from a seed.
+"""The embedded data set: 10 classes of RGB images (32×32 by default, any side >= 16), generated in memory
+from a seed.
 
 Each class is carried by two cues, as in natural images (docs/data.md):
 - shape (low frequency): the silhouette and layout of a soft-edged shape, jittered in position, size,
@@ -43,6 +44,7 @@ SYNTHETIC_STD = (0.19, 0.19, 0.19)
 SYNTHETIC_SIZES = {"train": 5000, "test": 1000, "conflict": 900}
 SYNTHETIC_SPLITS = ("train", "test", "conflict")
 IMAGE_SIZE = 32
+MIN_IMAGE_SIZE = 16  # below it the shapes (radius size/4) lose their silhouettes
 _SPLIT_STREAM = {"train": 0, "test": 1, "conflict": 2}
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
 # texture: class k's grating runs at k·TEXTURE_ANGLE_STEP (10 orientations over 180°, 18° apart) with a
@@ -99,7 +101,8 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = IMAG
 
     # layout jitter: centre, size, rotation
     half = (size - 1) / 2
-    cx, cy = half + uniform(-4, 4), half + uniform(-4, 4)
+    shift = size / 8  # ±4 px at 32×32
+    cx, cy = half + uniform(-shift, shift), half + uniform(-shift, shift)
     radius = size / 4 * uniform(0.8, 1.2)
     angle = uniform(-math.pi / 12, math.pi / 12)
     # colours: random darker background, foreground brighter by a random offset with a colour tint
@@ -142,7 +145,7 @@ def conflict_pairs(num_samples: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 class SyntheticShapes(Dataset):
-    """Deterministic, balanced, in-memory 10-class data set of 32×32 RGB images (see module docstring).
+    """Deterministic, balanced, in-memory 10-class data set of size×size RGB images (module docstring).
 
     Args:
         split: "train" or "test" (independent images from the same distribution, shape and texture of the
@@ -150,34 +153,38 @@ class SyntheticShapes(Dataset):
             the label is the SHAPE's class, `texture_targets` holds the texture's).
         num_samples: number of images (default 5000 train, 1000 test, 900 conflict); classes (conflict:
             ordered class pairs) are balanced (counts differ by at most one).
-        seed: the same (split, num_samples, seed) always gives the same images and labels.
+        seed: the same (split, num_samples, seed, size) always gives the same images and labels.
+        size: image side in pixels (>= 16; default 32). Layout scales with it (shape radius size/4,
+            position jitter ±size/8); the texture keeps its period in pixels, so it stays high-frequency.
         transform: applied to a PIL image, like torchvision's CIFAR datasets; None gives the normalised
             tensor (x − SYNTHETIC_MEAN) / SYNTHETIC_STD directly (fast path).
 
-    Attributes: `data` (N, 32, 32, 3) uint8, `targets` list of ints, `classes`, `shape_targets` and
+    Attributes: `data` (N, size, size, 3) uint8, `targets` list of ints, `classes`, `shape_targets` and
     `texture_targets` (N,) int64 arrays (equal except in the conflict split).
-    Items: (image, label) with image (3, 32, 32) float.
+    Items: (image, label) with image (3, size, size) float.
     """
 
     classes = SYNTHETIC_CLASSES
     mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
 
     def __init__(self, split: str = "train", *, num_samples: int | None = None, seed: int = 0,
-                 transform: Callable | None = None) -> None:
+                 transform: Callable | None = None, size: int = IMAGE_SIZE) -> None:
         if split not in _SPLIT_STREAM:
             raise ValueError(f"split must be one of {SYNTHETIC_SPLITS}, got {split!r}")
         if num_samples is None:
             num_samples = SYNTHETIC_SIZES[split]
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        self.split, self.seed, self.transform = split, seed, transform
+        if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+            raise ValueError(f"size must be an int >= {MIN_IMAGE_SIZE}, got {size!r}")
+        self.split, self.seed, self.transform, self.size = split, seed, transform, size
         rng = np.random.default_rng([int(seed), _SPLIT_STREAM[split]])
         if split == "conflict":
             labels, textures = conflict_pairs(num_samples, rng)
         else:
             labels = rng.permutation(np.arange(num_samples) % len(self.classes))
             textures = labels
-        chunks = [render_shapes(labels[i:i + 2048], rng, texture_labels=textures[i:i + 2048])
+        chunks = [render_shapes(labels[i:i + 2048], rng, size, texture_labels=textures[i:i + 2048])
                   for i in range(0, num_samples, 2048)]
         self.shape_targets, self.texture_targets = labels.astype(np.int64), textures.astype(np.int64)
         self.data = np.round(np.concatenate(chunks) * 255).astype(np.uint8)
@@ -189,7 +196,7 @@ class SyntheticShapes(Dataset):
         return len(self.targets)
 
     def tensors(self) -> tuple[Tensor, Tensor]:
-        """All images normalised, (N, 3, 32, 32) float32, and labels (N,) int64."""
+        """All images normalised, (N, 3, size, size) float32, and labels (N,) int64."""
         if self._normalised is None:
             x = torch.from_numpy(self.data).permute(0, 3, 1, 2).float().div_(255)
             mean = torch.tensor(self.mean).view(1, 3, 1, 1)
@@ -203,4 +210,5 @@ class SyntheticShapes(Dataset):
         return self.transform(Image.fromarray(np.asarray(self.data[index]))), self.targets[index]
 
     def __repr__(self) -> str:
-        return f"SyntheticShapes(split={self.split!r}, num_samples={len(self)}, seed={self.seed})"
+        size = "" if self.size == IMAGE_SIZE else f", size={self.size}"
+        return f"SyntheticShapes(split={self.split!r}, num_samples={len(self)}, seed={self.seed}{size})"

@@ -356,5 +356,13 @@ def demo_resnet(**kwargs) -> AlterNet:
 
 @fastvit_model(CIFAR_MEAN_STD, kind="hybrid")
 def demo_alternet(**kwargs) -> AlterNet:
-    """Small AlterNet for the demo: demo_resnet's layout with the last block of stages 3 and 4 an MSA block."""
+    """Small AlterNet for the demo: demo_resnet's layout with the last block of stages 3 and 4 an MSA block.
+
+    The window is the last stage's map side, img_size // 8 (4 at 32×32, the default; 3 at 24×24, 2 at
+    16×16), so stage 4's MSA is global and stage 3's splits into 2×2 windows; an explicit window_size wins.
+    """
+    size = kwargs.get("img_size")
+    if size is not None and "window_size" not in kwargs:
+        side = size if isinstance(size, int) else int(size[0])
+        kwargs["window_size"] = max(1, side // 8)
     return AlterNet(**{**_DEMO, "msa_blocks": (0, 0, 1, 1), **kwargs})

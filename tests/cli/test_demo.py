@@ -116,3 +116,19 @@ def test_forget_points_drops_partial_results_of_one_analysis(tmp_path):
     demo._forget_points(tmp_path, "landscape")
     assert not (tmp_path / "landscape_points").exists()
     assert (tmp_path / "max_eigen_points" / "0.json").exists()
+
+
+def test_smaller_images_go_through_the_train_command_and_the_demo_settings(tmp_path, capsys):
+    """'synthetic:SIZE' builds the model for that side (the checkpoint records img_size, so analyses rebuild
+    it); the demo's data spec and shape-bias settings are unchanged at the default 32."""
+    assert demo.data_spec(32) == "synthetic" and demo.data_spec(24) == "synthetic:24"
+    assert demo.shape_bias_settings(90, 0) == {"split": "conflict", "num_samples": 90, "seed": 0}
+    assert demo.shape_bias_settings(90, 0, 24)["image_size"] == 24
+    assert all(r["data"]["image_size"] >= 16 for r in (RECIPE, QUICK_RECIPE))
+    out = tmp_path / "vit16"
+    assert main(["train", "--model", "demo_vit", "--data", "synthetic:16", "--epochs", "1", "--num-samples", "16",
+                 "--test-samples", "16", "--batch-size", "16", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    import torch
+
+    assert torch.load(out / "last.pt", weights_only=False)["model_kwargs"]["img_size"] == 16

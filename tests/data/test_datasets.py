@@ -15,7 +15,9 @@ def test_parse_spec():
     spec = parse_spec("cifar100:/data/c100")
     assert spec.kind == "cifar100" and str(spec.path) == "/data/c100" and spec.num_classes == 100
     assert normalization("cifar10:/x")[0] == CIFAR10_MEAN
-    for bad in ["", "mnist:/x", "cifar10", "synthetic:/x"]:
+    assert parse_spec("synthetic").image_size == 32 and parse_spec("synthetic").size is None
+    assert parse_spec("synthetic:24").image_size == 24 and parse_spec("synthetic:24").path is None
+    for bad in ["", "mnist:/x", "cifar10", "synthetic:/x", "synthetic:8", "synthetic:24.5"]:
         with pytest.raises(ValueError, match="spec"):
             parse_spec(bad)
 

@@ -97,3 +97,32 @@ def test_bad_arguments():
         build_dataset("cifar10:/nonexistent", "conflict")
     with pytest.raises(ValueError, match="num_samples"):
         SyntheticShapes("train", num_samples=0)
+
+
+def test_other_image_sizes_keep_both_cues_and_the_default_is_unchanged():
+    """size=24: (24, 24) images whose class lives in the low-pass shape AND the high-pass texture (the same
+    nearest-centroid check on an 8×8 low-pass image, pooled by 3); size=32 is the default's bytes."""
+    assert np.array_equal(SyntheticShapes("train", num_samples=20, size=32).data,
+                          SyntheticShapes("train", num_samples=20).data)
+    train, test = SyntheticShapes("train", num_samples=1000, size=24), SyntheticShapes("test", num_samples=300, size=24)
+    assert train.data.shape == (1000, 24, 24, 3) and train[0][0].shape == (3, 24, 24)
+    assert build_dataset("synthetic:24", "test", num_samples=300)[0][0].shape == (3, 24, 24)
+
+    def cues(ds):
+        grey = ds.tensors()[0].mean(1, keepdim=True)
+        low = F.avg_pool2d(grey, 3)  # 8×8: frequencies below π/3
+        high = grey - F.interpolate(low, scale_factor=3, mode="nearest")
+        return (low - low.mean((2, 3), keepdim=True)).abs().flatten(1), torch.fft.fft2(high).abs().flatten(1)
+
+    (low_tr, high_tr), (low_te, high_te) = cues(train), cues(test)
+    y_tr, y_te = torch.as_tensor(train.targets), torch.as_tensor(test.targets)
+    low_acc = (_nearest_centroid(low_tr, y_tr, low_te) == y_te).float().mean().item()
+    high_acc = (_nearest_centroid(high_tr, y_tr, high_te) == y_te).float().mean().item()
+    assert low_acc > 0.35 and high_acc > 0.6, (low_acc, high_acc)  # chance is 0.1
+    conflict = SyntheticShapes("conflict", num_samples=90, size=24)
+    assert (conflict.shape_targets != conflict.texture_targets).all()
+    assert build_transform("synthetic:24", train=True)(
+        __import__("PIL.Image").Image.fromarray(train.data[0])).shape == (3, 24, 24)
+    for bad in (15, 0, 24.0, True):
+        with pytest.raises(ValueError, match="size"):
+            SyntheticShapes("train", num_samples=4, size=bad)

@@ -147,5 +147,11 @@ def test_unknown_model_errors():
     with pytest.raises(ValueError, match="window_size=4"):
         create("alternet50_cifar", img_size=24)
     assert create("demo_alternet", img_size=32).img_size == 32
+    # the window follows img_size (the last stage's map side): 24×24 gets window 3, and runs
+    for size, window in ((32, 4), (24, 3), (16, 2)):
+        net = create("demo_alternet", img_size=size).eval()
+        assert {m.window_size for m in net.modules() if hasattr(m, "rel_index")} == {window}
+        assert net(torch.randn(1, 3, size, size)).shape == (1, 10)
+    assert create("demo_vit", img_size=24)(torch.randn(1, 3, 24, 24)).shape == (1, 10)
     with pytest.raises(FileNotFoundError, match="does_not_exist.pt"):
         create("/tmp/does_not_exist.pt")
