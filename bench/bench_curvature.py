@@ -401,7 +401,8 @@ def test_distributed_spectrum_1_vs_2_ranks(benchmark, ranks, tmp_path):
     benchmark.extra_info.update({"ranks": ranks, "threads_per_rank": int(threads), "load_1min": os.getloadavg()[0]})
     if ranks == 1:
         benchmark.extra_info["reference"] = True
-    done = benchmark.pedantic(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False),
+    done = benchmark.pedantic(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800,
+                                                     check=False),
                               rounds=1, iterations=1, warmup_rounds=0)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(re.search(r"RESULT (.+)", done.stdout).group(1))

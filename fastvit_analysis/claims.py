@@ -46,10 +46,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .common.intervals import (Estimate, bootstrap_difference, bootstrap_indices, bootstrap_interval,
-                               verdict, wilson_interval)
+from .common.intervals import (
+    Estimate,
+    bootstrap_difference,
+    bootstrap_indices,
+    bootstrap_interval,
+    verdict,
+    wilson_interval,
+)
 from .common.results import Result
-from .features.fourier import MIN_BATCHES   # fewer units than this: NaN interval (too coarse a bootstrap)
+from .features.fourier import MIN_BATCHES  # fewer units than this: NaN interval (too coarse a bootstrap)
 from .features.noise import HIGH_FREQUENCY  # C5: f >= 0.6π
 
 __all__ = ["evaluate_claims", "ClaimsResult", "ClaimRow", "ROLES", "CLAIMS", "stage_of"]
@@ -207,7 +213,7 @@ def _missing(claim_id: str, what: str) -> ClaimRow:
 
 
 def _two_model_claim(claim_id: str, results: Mapping[str, Mapping[str, Any]], roles: Mapping[str, str],
-                     analysis: str, measure: Callable[[Any], _Measure | None], *, seed: int,
+                     analysis: str, measure: Callable[[Any], _Measure | str | None], *, seed: int,
                      num_resamples: int) -> ClaimRow:
     got: dict[str, _Measure] = {}
     for role in ("cnn", "vit"):
@@ -216,6 +222,8 @@ def _two_model_claim(claim_id: str, results: Mapping[str, Mapping[str, Any]], ro
             return _missing(claim_id, f"no model in role {role!r}")
         result = results[label].get(analysis)
         m = None if result is None else measure(result)
+        if isinstance(m, str):  # the result exists but cannot measure this contrast (why: m)
+            return _row(claim_id, None, f"not measurable: {label} {m}")
         if m is None:
             return _missing(claim_id, f"{analysis} result of {label!r}")
         got[role] = m
@@ -279,13 +287,16 @@ def _max_eigen_measure(key: str) -> Callable[[Any], _Measure | None]:
     return measure
 
 
-def _fourier_last_high(result: Any) -> _Measure | None:
+def _fourier_last_high(result: Any) -> _Measure | str | None:
     """Δ log amplitude at the highest frequency of the last latent. Units: per batch b the rows
     [n_b·Δ_b, n_b] (Δ_b from that batch's own mean log amplitude, `batch_log_amplitude`), whose pooled
-    ratio is the batch-size-weighted mean = the result's value."""
+    ratio is the batch-size-weighted mean = the result's value. A last latent with only the zero
+    frequency (a 1x1 or 2x2 map) has Δ = 0 by construction: that is no measurement (a reason is returned)."""
     delta = _field(result, "delta_log_amplitude")
     if not delta:
         return None
+    if len(_floats(delta[-1])) < 2:
+        return "last block's feature map has only the zero frequency (map too small for a Fourier contrast)"
     summary = _summary(result)
     last = float(_floats(delta[-1])[-1])
     estimate = summary.get("high_frequency/last") or Estimate(last, _NAN2, int(_field(result, "num_batches", 0) or 1))
@@ -318,7 +329,8 @@ def _robustness_measure(result: Any) -> _Measure | None:
         return None
     clean, noisy = _field(result, "clean_correct"), _field(result, "noisy_correct")
     summary = _summary(result)
-    if clean is not None and len(clean) and noisy is not None and len(noisy) == len(freqs) and all(len(r) for r in noisy):
+    if (clean is not None and len(clean) and noisy is not None and len(noisy) == len(freqs)
+            and all(len(r) for r in noisy)):
         c = _correct_rows(clean).astype(np.float64)
         rows = np.stack([_correct_rows(r) for r in noisy]).astype(np.float64)[high]
         d = 100.0 * (rows.mean(0) - c)
@@ -382,7 +394,8 @@ def _fourier_block_rows(results, roles) -> list[ClaimRow]:
     per_model = {}
     for label, r in _role_results(results, roles, "fourier").items():
         delta = _field(r, "delta_log_amplitude") or []
-        per_model[label] = _block_changes(r, [float(_floats(d)[-1]) if len(d) else math.nan for d in delta])
+        # a latent with only the zero frequency has Δ = 0 by construction: not a value (its block is skipped)
+        per_model[label] = _block_changes(r, [float(_floats(d)[-1]) if len(d) >= 2 else math.nan for d in delta])
     return [_sign_count_row("C4.msa", per_model, BLOCK_KINDS["msa"], -1, "fourier"),
             _sign_count_row("C4.conv", per_model, BLOCK_KINDS["conv"], +1, "fourier")]
 

@@ -95,7 +95,8 @@ def test_c2_c3_from_the_max_eigenvalue_spectra():
     assert (res.row("C2").verdict, res.row("C3").verdict) == ("not supported", "not supported")
     # the same pooled values in another mini-batch order: contrast exactly 0, a real interval around it
     same = spectrum(0.2, 1.0, 2)
-    shuffled = MaxEigenvalueSpectrumResult(same.eigenvalues.flip(0), same.residuals, same.converged, 0.2, 1.0, 16, "LM", 0)
+    shuffled = MaxEigenvalueSpectrumResult(same.eigenvalues.flip(0), same.residuals, same.converged, 0.2, 1.0, 16,
+                                           "LM", 0)
     res = claims({"vit": {"max_eigen": same}, "resnet": {"max_eigen": shuffled}})
     for cid in ("C2", "C3"):
         e = res.row(cid).contrast
@@ -144,7 +145,7 @@ def test_c4_per_block_counts_and_last_block_point_value():
     assert (rev.row("C4.msa").verdict, rev.row("C4.conv").verdict) == ("not supported", "not supported")
     # half the MSA blocks each way: inconclusive
     mixed = [0.0]
-    for i, k in enumerate(VIT_KINDS[1:]):
+    for i, _k in enumerate(VIT_KINDS[1:]):
         mixed.append(mixed[-1] + (1.0 if (i // 2) % 2 else -1.0))
     assert claims({"vit": {"fourier": block_result(VIT_KINDS, mixed)}}).row("C4.msa").verdict == "inconclusive"
 
@@ -193,7 +194,7 @@ def test_c6_variance_blocks_and_resnet_stage_ends():
     vit = block_result(VIT_KINDS, alternating(VIT_KINDS, -1.0, +2.0), cls=VarianceResult)
     names = ["conv1"] + [f"layer{s}.{i}" for s in range(1, 5) for i in range(4)]
     variance = [1.0]
-    for s in range(4):                                  # rises within a stage, drops at the next stage
+    for _s in range(4):                                 # rises within a stage, drops at the next stage
         variance += [1.0 + i for i in range(4)]
     cnn = block_result(CNN_KINDS, variance, cls=VarianceResult, names=names)
     res = claims({"vit": {"variance": vit}, "resnet": {"variance": cnn}})
@@ -233,7 +234,8 @@ def test_c5_reads_the_noise_result_per_image_strings():
     a = claims({"vit": {"robustness": result(vit)}, "resnet": {"robustness": result(cnn)}}).row("C5")
     b = claims({"vit": {"robustness": vit}, "resnet": {"robustness": cnn}}).row("C5")
     assert a.contrast == b.contrast and a.verdict == "supported"
-    assert a.contrast.value == pytest.approx(result(vit).per_image_delta().mean() - result(cnn).per_image_delta().mean())
+    assert a.contrast.value == pytest.approx(result(vit).per_image_delta().mean()
+                                             - result(cnn).per_image_delta().mean())
 
 
 def test_c5_paired_over_images():
@@ -410,3 +412,19 @@ def test_end_to_end_on_real_tiny_results_and_from_their_json():
     assert live.row("C1").contrast.value == pytest.approx(
         results["vit"]["landscape"].summary()["border_rise"].value
         - results["resnet"]["landscape"].summary()["border_rise"].value)
+
+
+def test_fourier_latents_with_only_the_zero_frequency_are_not_measurements():
+    """A 2x2 (or 1x1) last map has Δ log amplitude 0 at its 'highest' frequency by construction: C4 says it
+    cannot measure instead of reporting a contrast, and the per-block counts skip those blocks."""
+    def fourier(kinds, deltas):
+        return {"kinds": kinds, "delta_log_amplitude": deltas, "num_batches": 1}
+
+    inputs = {"vit": {"fourier": fourier(["embed", "msa", "mlp"], [[0.0, 0.0], [0.0, -0.5], [0.0, -0.7]])},
+              "resnet": {"fourier": fourier(["embed", "conv", "conv"], [[0.0, 0.0], [0.0, 0.3], [0.0]])}}
+    result = claims(inputs, roles={"cnn": "resnet", "vit": "vit"})
+    c4 = result.row("C4")
+    assert c4.contrast is None and "only the zero frequency" in c4.detail
+    conv = result.row("C4.conv")
+    # the resnet's 2x2 block is skipped, its other conv block and the ViT's MLP block count
+    assert conv.contrast is not None and conv.contrast.n == 2 and "resnet 1/1" in conv.detail

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ..common.distributed import is_rank_zero
-from ..common.results import atomic_write_text, default_file_mode, read_json as _read_json, to_jsonable
+from ..common.results import atomic_write_text, default_file_mode, to_jsonable
+from ..common.results import read_json as _read_json
 from ..common.store import FolderBusyError, OutputFolderError, check_writable, folder_lock
 from .errors import CLIError
 
@@ -306,6 +307,7 @@ def provenance(args, *, device: torch.device | str | None = None, num_samples: i
                       "epoch": epoch if isinstance(epoch, int) else None}
     return {
         **environment(),
-        "device": str(device) if device is not None else getattr(args, "resolved_device", getattr(args, "device", None)),
+        "device": (str(device) if device is not None
+                   else getattr(args, "resolved_device", getattr(args, "device", None))),
         "checkpoint": checkpoint, "data": {"spec": getattr(args, "data", None), "num_samples": num_samples},
     }

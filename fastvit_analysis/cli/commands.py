@@ -110,9 +110,16 @@ def _line(summary: dict[str, Any]) -> str:
     """`name=value [lo, hi]` for the first SHOWN_ESTIMATES Estimates, then `name=value` for the facts."""
     estimates = [(k, v) for k, v in summary.items() if isinstance(v, dict) and {"value", "ci95", "n"} <= set(v)]
     facts = [(k, v) for k, v in summary.items() if not isinstance(v, (list, dict))]
-    shown = [f"{k}={_fmt(v['value'])} [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}]"
-             for k, v in estimates[:SHOWN_ESTIMATES]]
+    shown = [f"{k}={_fmt(v['value'])}" + _interval(v["ci95"]) for k, v in estimates[:SHOWN_ESTIMATES]]
     return ", ".join(shown + [f"{k}={_fmt(v)}" for k, v in facts])
+
+
+def _interval(ci95: Any) -> str:
+    """' [lo, hi]', or '' for an estimate without one (NaN/None bounds: e.g. a loss, a count)."""
+    lo, hi = ci95
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        return ""
+    return f" [{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def _fmt(value: Any) -> str:
@@ -233,6 +240,7 @@ def run_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- hessian
 def run_hessian(args: argparse.Namespace) -> int:
     import fastvit_analysis as fa
+
     from ..common.distributed import world_size
     from ..curvature.sharding import shard_batches
 
@@ -281,7 +289,7 @@ def run_hessian(args: argparse.Namespace) -> int:
     else:
         result = fa.max_eigenvalue_spectrum(
             model, loss, loader, batch_size=args.batch_size, num_batches=args.num_batches, top_k=args.top_k,
-            which=args.which, tol=args.tol, weight_decay=args.weight_decay,
+            which=args.which, tol=args.tol, weight_decay=args.weight_decay, per_pass=args.per_pass,
             **({"max_hvp": args.max_hvp} if args.max_hvp else {}),
             seed=args.seed, out=str(out / "max_eigen_points"), resume=args.resume, progress=progress)
         name, facts, plot = "max_eigen", {"values": int(result.eigenvalues.numel())}, max_eigen_plot(result)

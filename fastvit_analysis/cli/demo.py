@@ -35,13 +35,14 @@ DEMO_TRAIN_FLAGS = ["--lr", "2e-3", "--mixup", "0", "--cutmix", "0", "--randaugm
 HIGH_FREQS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 RECIPE: dict[str, dict[str, Any]] = {
     # the embedded data's image side: 'synthetic' at 32, else 'synthetic:SIZE' (docs/data.md)
-    "data": {"image_size": 32},
+    "data": {"image_size": 16},
     "train": {"epochs": 8, "warmup_epochs": 1, "num_samples": 5000, "test_samples": 1000, "batch_size": 64},
     # the paper's max-eigenvalue spectrum: top-5 (largest magnitude, signed) of each mini-batch of 16 of
     # the AUGMENTED training data, with the weight-decay term; at the end of warm-up and at the end
-    "max_eigen": {"num_batches": 64, "batch_size": 16, "top_k": 5, "tol": 1e-2, "max_hvp": 40,
+    "max_eigen": {"num_batches": 64, "batch_size": 16, "top_k": 5, "tol": 1e-2, "max_hvp": 40, "per_pass": 16,
                   "weight_decay": 0.05},
-    "landscape": {"steps": 21, "num_samples": 512, "dims": 2, "l2_coef": 0.05},
+    # batches of 32: the border-rise interval bootstraps over the 16 batches (4 of 128 are too few)
+    "landscape": {"steps": 21, "num_samples": 512, "batch_size": 32, "dims": 2, "l2_coef": 0.05},
     "fourier": {"num_samples": 512},
     "variance": {"num_samples": 512},
     "cka": {"num_samples": 512, "batch_size": 64},
@@ -49,7 +50,7 @@ RECIPE: dict[str, dict[str, Any]] = {
     "shape_bias": {"num_samples": 1800},
 }
 QUICK_RECIPE: dict[str, dict[str, Any]] = {
-    "data": {"image_size": 32},
+    "data": {"image_size": 16},
     "train": {"epochs": 2, "warmup_epochs": 1, "num_samples": 128, "test_samples": 64, "batch_size": 32},
     "max_eigen": {"num_batches": 2, "batch_size": 4, "top_k": 1, "tol": 1e-2, "max_hvp": 4, "weight_decay": 0.05},
     "landscape": {"steps": 3, "num_samples": 16, "dims": 2, "l2_coef": 0.05},
@@ -60,8 +61,9 @@ QUICK_RECIPE: dict[str, dict[str, Any]] = {
     "shape_bias": {"num_samples": 90},
 }
 # Expected share of the run time of each stage (for the ETA only; never used to size anything).
-ETA_WEIGHT = {"train": 6.0, "max_eigen_warmup": 3.0, "max_eigen": 3.0, "landscape": 4.0, "fourier": 0.3,
-              "variance": 0.3, "cka": 0.4, "robustness": 1.0, "shape_bias": 0.1}
+# (Seconds per model of the full recipe on 2 idle cores, 16x16 images; the ETA scales them by the pace so far.)
+ETA_WEIGHT = {"train": 31.0, "max_eigen_warmup": 54.0, "max_eigen": 48.0, "landscape": 63.0, "fourier": 0.5,
+              "variance": 0.4, "cka": 0.7, "robustness": 4.5, "shape_bias": 0.3}
 
 
 @dataclass
@@ -116,10 +118,11 @@ def analysis_argv(name: str, plan: dict[str, Any]) -> list[str]:
         return ["hessian", "--mode", "max-eigen", "--which", "LM", "--num-batches", plan["num_batches"],
                 "--batch-size", plan["batch_size"], "--top-k", plan["top_k"], "--tol", plan["tol"],
                 "--max-hvp", plan["max_hvp"], "--weight-decay", plan["weight_decay"], "--augment",
-                "--split", "train"]
+                "--split", "train", "--per-pass", plan.get("per_pass", 8)]
     if name == "landscape":
         return ["landscape", "--steps", plan["steps"], "--num-samples", plan["num_samples"],
-                "--dims", plan["dims"], "--l2-coef", plan["l2_coef"], "--split", "train"]
+                "--dims", plan["dims"], "--l2-coef", plan["l2_coef"], "--split", "train",
+                *(["--batch-size", plan["batch_size"]] if "batch_size" in plan else [])]
     if name == "robustness":
         return ["robustness", "--num-samples", plan["num_samples"], "--freqs", *plan["freqs"]]
     argv = [name, "--num-samples", plan["num_samples"]]

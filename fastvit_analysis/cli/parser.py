@@ -274,6 +274,8 @@ def _add_hessian(sub: SubParsers) -> None:
     h.add_argument("--num-probes", type=positive_int, default=20, help="random probes (trace, density)")
     h.add_argument("--lanczos-steps", type=positive_int, default=40, help="Lanczos steps per probe (density)")
     h.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="adds (wd/2)|theta|^2 to the loss")
+    h.add_argument("--per-pass", type=positive_int, default=8,
+                   help="max-eigen: mini-batches solved together in one vmapped pass (memory grows with it)")
     h.add_argument("--augment", action="store_true", help="max-eigen: use the training augmentation (paper)")
     h.add_argument("--curvature", default="hessian", choices=("hessian", "ggn", "fisher"),
                    help="the matrix: Hessian, generalised Gauss-Newton, or empirical Fisher (spectrum, trace, "

@@ -200,8 +200,8 @@ def claims_table(root: Path, base: Path) -> str:
     rows = claims.get("rows") if isinstance(claims, dict) else None
     if not isinstance(rows, list):
         return ""
-    out = ["<h2 id='claims'>The paper's claims (docs/methods.md §5)</h2><p class='note'>Each claim is a contrast between "
-           "models with its 95% interval: <b>supported</b> when the interval excludes 0 on the side the paper "
+    out = ["<h2 id='claims'>The paper's claims (docs/methods.md §5)</h2><p class='note'>Each claim is a contrast "
+           "between models with its 95% interval: <b>supported</b> when the interval excludes 0 on the side the paper "
            "expects, <b>not supported</b> when it excludes 0 on the other side, <b>inconclusive</b> when it covers "
            "0. Verdicts come from the numbers alone. " + _link(path, base, "claims.json") + "</p>",
            "<table><tr><th>claim</th><th>what the paper says</th><th>contrast [95% interval]</th><th>n</th>"

@@ -125,7 +125,8 @@ class Result:
 
 # type name (the "type" entry of to_dict) -> module defining it; imported on first use by load_result
 _RESULT_MODULES = {
-    "HessianSpectrumResult": "fastvit_analysis.curvature.spectrum", "HessianTraceResult": "fastvit_analysis.curvature.trace",
+    "HessianSpectrumResult": "fastvit_analysis.curvature.spectrum",
+    "HessianTraceResult": "fastvit_analysis.curvature.trace",
     "HessianDensityResult": "fastvit_analysis.curvature.density",
     "MaxEigenvalueSpectrumResult": "fastvit_analysis.curvature.max_eigen",
     "BlockSpectraResult": "fastvit_analysis.curvature.blocks", "LandscapeResult": "fastvit_analysis.landscape.grid",

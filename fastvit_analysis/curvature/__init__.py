@@ -14,9 +14,11 @@ from .plot import plot_density, plot_max_eigenvalue_spectrum
 from .spectrum import HessianSpectrumResult, hessian_spectrum
 from .trace import HessianTraceResult, hessian_trace
 
-__all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "MiniBatchHessians", "hessian_spectrum", "HessianSpectrumResult", "hessian_trace",
+__all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "MiniBatchHessians",
+           "hessian_spectrum", "HessianSpectrumResult", "hessian_trace",
            "HessianTraceResult", "hessian_density", "HessianDensityResult", "max_eigenvalue_spectrum",
-           "MaxEigenvalueSpectrumResult", "block_spectra", "BlockSpectraResult", "plot_density", "plot_max_eigenvalue_spectrum"]
+           "MaxEigenvalueSpectrumResult", "block_spectra", "BlockSpectraResult", "plot_density",
+           "plot_max_eigenvalue_spectrum"]
 
 # the result classes' names before issue 16's vocabulary, kept one release: importing one warns
 __getattr__ = module_aliases({"HessianSpectrum": HessianSpectrumResult, "HessianTrace": HessianTraceResult,

@@ -65,7 +65,7 @@ def _resolve_blocks(model: nn.Module, blocks: Any) -> dict[str, list[str]]:
         raise TypeError(f"blocks must be 'auto', a list of module prefixes or a dict label -> prefixes, got {blocks!r}")
     if not resolved:
         raise ValueError("blocks is empty: name at least one block")
-    for label, prefixes in resolved.items():
+    for prefixes in resolved.values():
         select_parameters(model, prefixes)   # ValueError naming an unknown or untrainable block
     return resolved
 
@@ -160,7 +160,7 @@ def block_spectra(model: nn.Module, loss_fn: LossFn, data: Any, *, blocks: Any =
     traces = torch.full((rows,), math.nan, dtype=torch.float64)
     stderrs = torch.full((rows,), math.nan, dtype=torch.float64)
     sizes, num_hvp = [], 0
-    for r, (label, prefixes) in enumerate(resolved.items()):
+    for r, prefixes in enumerate(resolved.values()):
         H = HessianOperator(model, loss_fn, data, weight_decay=weight_decay, params=prefixes, hvp_mode=hvp_mode,
                             loss_reduction=loss_reduction, distributed=distributed)
         sizes.append(H.num_params)

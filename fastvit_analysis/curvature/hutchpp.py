@@ -1,7 +1,8 @@
 """Randomised trace estimators on a batched operator: Hutchinson (Rademacher) and Hutch++.
 
-Both take an operator (matmat(V [k, P]) -> [k, P], shape, dtype, device; see lanczos.LinearOperator). Both return (value, standard error, products used); the
-standard error is that of the random (Hutchinson) part, sample std / sqrt(probes).
+Both take an operator (matmat(V [k, P]) -> [k, P], shape, dtype, device; see lanczos.LinearOperator). Both
+return (value, standard error, products used); the standard error is that of the random (Hutchinson) part,
+sample std / sqrt(probes).
 """
 from __future__ import annotations
 

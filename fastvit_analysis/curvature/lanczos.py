@@ -2,9 +2,9 @@
 
 Solvers take an operator (the protocol of curvature.operator.CurvatureOperator: `matmat(V [b, P])
 -> [b, P]`, `shape`, `dtype`, `device`), multiplying row i by operator i: one operator for b probes
-of one Hessian (SLQ), or b mini-batch Hessians for per-mini-batch spectra. The Krylov bases live in one [b, m + 1, P] buffer; the
-projected matrix T = QᵀHQ is formed column by column from the Gram-Schmidt coefficients, so thick
-restarts (keep the best Ritz vectors, continue from the residual direction) need no special case.
+of one Hessian (SLQ), or b mini-batch Hessians for per-mini-batch spectra. The Krylov bases live in one
+[b, m + 1, P] buffer; the projected matrix T = QᵀHQ is formed column by column from the Gram-Schmidt
+coefficients, so thick restarts (keep the best Ritz vectors, continue from the residual direction) need no special case.
 """
 from __future__ import annotations
 

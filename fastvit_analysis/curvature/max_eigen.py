@@ -37,10 +37,9 @@ from ..common.outputs import OutputFn, check_output_fn
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep
 from .krylov import gaussian, make_generator, norms
-from .warm import residual_eigsh
 from .lanczos import check_top_k, check_which, order_by
 from .operator import LossFn, MiniBatchHessians, select_parameters
-
+from .warm import residual_eigsh
 
 SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
 

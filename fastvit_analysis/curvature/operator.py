@@ -32,9 +32,9 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 from ..common import distributed as dist_utils
 from ..common.batches import Batch, materialize_batches
 from ..common.deprecation import renamed_attribute, renamed_kwargs
-from ..common.reduction import batch_weights, loss_reduction_of
 from ..common.modes import eval_mode
 from ..common.outputs import OutputFn, check_output_fn, model_logits
+from ..common.reduction import batch_weights, loss_reduction_of
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("forward-over-reverse", "reverse-over-reverse", "double-backward")
@@ -506,7 +506,8 @@ class EmpiricalFisherOperator(_ProductOperator):
         >>> from torch import nn
         >>> from fastvit_analysis import EmpiricalFisherOperator
         >>> model = nn.Sequential(nn.Linear(4, 3)).double()
-        >>> F = EmpiricalFisherOperator(model, nn.CrossEntropyLoss(), (torch.randn(8, 4).double(), torch.randint(3, (8,))))
+        >>> F = EmpiricalFisherOperator(model, nn.CrossEntropyLoss(),
+        ...                             (torch.randn(8, 4).double(), torch.randint(3, (8,))))
         >>> F.matvec(torch.ones(F.num_params, dtype=torch.float64)).shape
         torch.Size([15])
     """

@@ -92,7 +92,8 @@ def residual_eigsh(operator: Any, V0: Tensor, k: int, *, which: str = "LM", tol:
         if bool(finished.any()):
             where, keep_rows = rows[finished], ~finished
             c = values.shape[1]
-            out_values[where, :c], out_vectors[where, :c], out_res[where, :c] = values[finished], Y[finished], res[finished]
+            out_values[where, :c], out_vectors[where, :c], out_res[where, :c] = (values[finished], Y[finished],
+                                                                                 res[finished])
             out_steps[where.cpu()] = steps
             if not bool(keep_rows.any()):
                 break

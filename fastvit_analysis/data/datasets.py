@@ -1,5 +1,5 @@
-"""Data specs -> datasets and loaders: "synthetic" (or "synthetic:SIZE"), "cifar10:/path", "cifar100:/path", "imagefolder:/path",
-"cifar10c:/path", "cifar100c:/path". Nothing is ever downloaded.
+"""Data specs -> datasets and loaders: "synthetic" (or "synthetic:SIZE"), "cifar10:/path", "cifar100:/path",
+"imagefolder:/path", "cifar10c:/path", "cifar100c:/path". Nothing is ever downloaded.
 
 Example:
     >>> from fastvit_analysis.data import build_loader
@@ -25,6 +25,7 @@ __all__ = ["DataSpec", "parse_spec", "build_dataset", "build_loader", "build_tra
            "DATASET_KINDS"]
 
 from ..common.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
+
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -141,9 +142,10 @@ def build_dataset(spec: str, split: str = "train", *, transform: Callable | None
     """Dataset for a data spec; items are (image tensor (3, H, W), int label).
 
     Args:
-        spec: "synthetic" ("synthetic:SIZE": SIZE×SIZE images), "cifar10:/path", "cifar100:/path", "imagefolder:/path" (uses path/train and
-            path/val or path/test when present, else path), "cifar10c:/path", "cifar100c:/path" (CIFAR-C
-            folder of <corruption>.npy + labels.npy; needs `corruption` and `severity`).
+        spec: "synthetic" ("synthetic:SIZE": SIZE×SIZE images), "cifar10:/path", "cifar100:/path",
+            "imagefolder:/path" (uses path/train and path/val or path/test when present, else path),
+            "cifar10c:/path", "cifar100c:/path" (CIFAR-C folder of <corruption>.npy + labels.npy; needs
+            `corruption` and `severity`).
         split: "train" or "test" (CIFAR-C has only "test").
         transform: PIL image -> tensor; None = the evaluation transform (normalisation only for 32×32 data).
         num_samples: keep this many samples (synthetic: generate this many; others: a seeded random subset).

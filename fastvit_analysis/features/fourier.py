@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..common.constants import LOG_EPS  # noqa: E402
 from ..common.intervals import Estimate, bootstrap_interval, estimates_to_dict
 from ..common.results import Result
 from ..ops import diag_log_amplitude
 from .extract import LatentExtractor, LatentSpec, to_feature_map
 
-from ..common.constants import LOG_EPS  # noqa: E402
 SPECTRA = ("diagonal", "radial")
 MIN_BATCHES = 8  # fewer batches: NaN intervals (a percentile bootstrap over < 8 units is too coarse)
 

@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from ..common.batches import is_single_batch, iter_batches, model_device
+from ..common.fingerprint import fingerprint, hash_data
 from ..common.intervals import Estimate, bootstrap_interval, estimates_to_dict, paired_difference, wilson_interval
 from ..common.modes import eval_mode
-from ..common.fingerprint import fingerprint, hash_data
 from ..common.outputs import OutputFn, check_output_fn, model_logits
 from ..common.results import Result, nan_for_none
 from ..sweep import run_sweep

@@ -41,7 +41,8 @@ class ShapeBiasResult(Result):
         return self.shape_decisions + self.texture_decisions + self.other_decisions
 
     def plot(self, **kwargs):
-        """The shape bias as a bar with its Wilson 95% interval (`fastvit_analysis.plot.features.shape_bias`) -> Figure."""
+        """The shape bias as a bar with its Wilson 95% interval (`fastvit_analysis.plot.features.shape_bias`) ->
+        Figure."""
         from ..plot.features import shape_bias
 
         return shape_bias(self, **kwargs)
@@ -58,7 +59,8 @@ class ShapeBiasResult(Result):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "shape_decisions": self.shape_decisions, "texture_decisions": self.texture_decisions,
+        return {"type": type(self).__name__, "shape_decisions": self.shape_decisions,
+                "texture_decisions": self.texture_decisions,
                 "other_decisions": self.other_decisions, "n": self.n, "predictions": list(self.predictions),
                 "summary": {k: v.to_dict() for k, v in self.summary().items()}}
 

@@ -139,7 +139,8 @@ class LandscapeResult(Result):
         return ArrayEstimate(np.asarray(band.value).reshape(shape), np.asarray(band.ci95).reshape(*shape, 2), band.n)
 
     def plot(self, **kwargs):
-        """3-D surface (2-D) or curve with its band (1-D), loss − min clipped at 42 (`fastvit_analysis.plot.landscape.landscape`) -> Figure."""
+        """3-D surface (2-D) or curve with its band (1-D), loss − min clipped at 42
+        (`fastvit_analysis.plot.landscape.landscape`) -> Figure."""
         from ..plot.landscape import landscape
 
         return landscape(self, **kwargs)
@@ -149,8 +150,8 @@ class LandscapeResult(Result):
 
         border_rise: mean `loss` on the border (`border_mask`) minus `loss` at the centre, and
         centre_loss: percentile bootstrap over the DATA BATCHES (n = batches; NaN interval when the
-        per-batch losses were not recorded or there are fewer than 8 batches, as for the features). centre_accuracy: Wilson, percent,
-        n = samples (classification only).
+        per-batch losses were not recorded or there are fewer than 8 batches, as for the features).
+        centre_accuracy: Wilson, percent, n = samples (classification only).
 
         Example:
             >>> a = np.linspace(-1, 1, 3); z = np.add.outer(a ** 2, a ** 2)
@@ -194,8 +195,8 @@ def _rise_from_totals(t: np.ndarray) -> np.ndarray:
 
 
 def _is_classification(out: Any, y: Tensor) -> bool:
-    return (isinstance(out, Tensor) and not y.is_floating_point() and not y.is_complex() and y.ndim == 1 and out.ndim == 2
-            and out.shape[0] == y.shape[0])
+    return (isinstance(out, Tensor) and not y.is_floating_point() and not y.is_complex() and y.ndim == 1
+            and out.ndim == 2 and out.shape[0] == y.shape[0])
 
 
 class _PointEvaluator:

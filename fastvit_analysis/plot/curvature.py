@@ -31,7 +31,11 @@ __all__ = ["spectrum", "density", "trace", "max_eigen", "max_eigen_summary", "bl
 
 
 def _classes(name: str):
-    from ..curvature import blocks as b, density as d, max_eigen as m, spectrum as s, trace as t
+    from ..curvature import blocks as b
+    from ..curvature import density as d
+    from ..curvature import max_eigen as m
+    from ..curvature import spectrum as s
+    from ..curvature import trace as t
 
     return {"spectrum": s.HessianSpectrumResult, "density": d.HessianDensityResult, "trace": t.HessianTraceResult,
             "max_eigen": m.MaxEigenvalueSpectrumResult, "blocks": b.BlockSpectraResult}[name]

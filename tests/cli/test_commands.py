@@ -19,7 +19,8 @@ TINY = ["--device", "cpu", "--no-progress", "--seed", "0"]
 
 
 def cli(*args, timeout=300):
-    env = {**os.environ, "FASTVIT_PROGRESS": "0", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "FASTVIT_PROGRESS": "0",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "2"}
     return subprocess.run([sys.executable, "-m", "fastvit_analysis", *map(str, args)], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=timeout)
@@ -95,7 +96,8 @@ def test_analysis_subcommand(trained, argv, name):
 def test_hessian_spectrum_mode_on_a_model_name(tmp_path):
     """A timm name (untrained) works as --model too; the spectrum carries residuals (in-process)."""
     code = main(["hessian", "--mode", "spectrum", "--model", "demo_resnet", "--num-batches", "1",
-                 "--batch-size", "4", "--top-k", "2", "--which", "LA", "--tol", "1e-2", "--max-hvp", "8", "--out", str(tmp_path), *TINY])
+                 "--batch-size", "4", "--top-k", "2", "--which", "LA", "--tol", "1e-2", "--max-hvp", "8",
+                 "--out", str(tmp_path), *TINY])
     assert code == 0
     payload = check_outputs(tmp_path, "hessian_spectrum")
     eig = payload["plot"]["eigenvalues"]

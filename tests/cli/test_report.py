@@ -1,12 +1,11 @@
 """`fastvit-analysis report`: one self-contained HTML file from result folders, linking only files that exist."""
 import base64
 import json
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
-
-import math
 
 import numpy as np
 import pytest

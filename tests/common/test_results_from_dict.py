@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from fastvit_analysis.common.results import _RESULT_MODULES, load_result
-
 from tests.result_cases import cases, same
 
 

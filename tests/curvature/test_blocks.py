@@ -9,6 +9,7 @@ from torch import nn
 
 from fastvit_analysis import block_spectra
 from fastvit_analysis.curvature.blocks import auto_blocks
+
 from .cases import batch, dense_hessian, mlp
 
 matplotlib.use("Agg")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import hessian_spectrum, max_eigenvalue_spectrum
+
 from .cases import MODELS, batch, dense_hessian, mlp
 
 CE = nn.CrossEntropyLoss()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import HessianOperator, hessian_spectrum
+
 from .cases import MODELS, batch, mlp, reference, reference_hvp, vit
 
 CE = nn.CrossEntropyLoss()

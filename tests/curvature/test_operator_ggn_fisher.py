@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fastvit_analysis import (EmpiricalFisherOperator, GGNOperator, hessian_density, hessian_spectrum,
-                              hessian_trace)
+from fastvit_analysis import EmpiricalFisherOperator, GGNOperator, hessian_density, hessian_spectrum, hessian_trace
+
 from .cases import batch, cnn, mlp
 
 MAKERS = {"mlp": mlp, "cnn": cnn}

@@ -21,6 +21,7 @@ from fastvit_analysis import (
 from fastvit_analysis.curvature.hutchpp import hutchinson
 from fastvit_analysis.curvature.lanczos import lanczos_eigsh
 from fastvit_analysis.curvature.power import power_iteration
+
 from .cases import batch, dense_hessian, mlp
 
 SUM = nn.CrossEntropyLoss(reduction="sum")

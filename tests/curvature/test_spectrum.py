@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import hessian_spectrum
+
 from .cases import MODELS, batch, mlp, reference
 
 CE = nn.CrossEntropyLoss()

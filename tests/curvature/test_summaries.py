@@ -14,6 +14,7 @@ from fastvit_analysis.common.intervals import bootstrap_indices, wilson_interval
 from fastvit_analysis.curvature.density import HessianDensityResult
 from fastvit_analysis.curvature.hutchpp import hutchinson
 from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
+
 from .cases import batch, dense_hessian, mlp
 
 CE = nn.CrossEntropyLoss()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis import hessian_density, hessian_trace
+
 from .cases import batch, mlp, reference
 
 CE = nn.CrossEntropyLoss()

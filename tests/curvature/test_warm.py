@@ -8,6 +8,7 @@ from torch import nn
 from fastvit_analysis import max_eigenvalue_spectrum
 from fastvit_analysis.curvature.operator import HessianOperator, MiniBatchHessians
 from fastvit_analysis.curvature.warm import residual_eigsh
+
 from .cases import batch, dense_hessian, mlp
 
 CE = nn.CrossEntropyLoss()
@@ -92,5 +93,6 @@ def test_locked_problems_keep_their_result_and_stop_being_multiplied():
         eigs = torch.linalg.eigvalsh(M)
         want = eigs[eigs.abs().argsort(descending=True)][:2]
         assert torch.allclose(out.eigenvalues[i][out.eigenvalues[i].abs().argsort(descending=True)], want, rtol=1e-8)
-        true = torch.linalg.vector_norm(out.eigenvectors[i] @ M - out.eigenvalues[i].unsqueeze(-1) * out.eigenvectors[i], dim=-1)
+        true = torch.linalg.vector_norm(out.eigenvectors[i] @ M
+                                        - out.eigenvalues[i].unsqueeze(-1) * out.eigenvectors[i], dim=-1)
         assert torch.allclose(true, out.residual_estimates[i], rtol=1e-3, atol=1e-12)

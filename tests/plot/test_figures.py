@@ -16,7 +16,6 @@ from matplotlib.figure import Figure
 
 from fastvit_analysis import plot
 from fastvit_analysis.landscape.grid import LandscapeResult
-
 from tests.result_cases import cases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _mixed_spectrum():
     """20 mini-batches x 5 signed top eigenvalues (both panels and both summary numbers populated)."""
     import torch
+
     from fastvit_analysis.curvature.max_eigen import MaxEigenvalueSpectrumResult
 
     v = torch.as_tensor(np.random.default_rng(0).normal(0.3, 1.0, size=(20, 5)))
@@ -87,9 +87,9 @@ def test_every_cli_analysis_has_its_figure_and_the_result_classes_plot_through_i
     assert set(plot.FIGURES) >= {"hessian_spectrum", "hessian_density", "hessian_trace", "max_eigen",
                                  "block_spectra", "landscape", "fourier", "variance", "cka", "robustness",
                                  "shape_bias", "train"}
-    for name in ("HessianSpectrumResult", "HessianTraceResult", "BlockSpectraResult", "LandscapeResult", "TrajectoryResult",
-                 "FourierResult", "VarianceResult", "CKAResult", "NoiseRobustnessResult", "ShapeBiasResult",
-                 "TrainResult"):
+    for name in ("HessianSpectrumResult", "HessianTraceResult", "BlockSpectraResult", "LandscapeResult",
+                 "TrajectoryResult", "FourierResult", "VarianceResult", "CKAResult", "NoiseRobustnessResult",
+                 "ShapeBiasResult", "TrainResult"):
         assert isinstance(cases()[name].plot(), Figure), name
     fig, (neg, pos) = cases()["MaxEigenvalueSpectrumResult"].plot()
     assert neg.figure is fig and len(fig.axes) == 4
@@ -128,7 +128,8 @@ def test_intervals_are_drawn_where_the_result_has_them():
     assert _bands(plot.curvature.density(cases()["HessianDensityResult"]).axes[0])
     fig = plot.curvature.trace(cases()["HessianTraceResult"])
     (bar,) = _errorbars(fig.axes[0])
-    np.testing.assert_allclose(bar.lines[2][0].get_segments()[0][:, 1], cases()["HessianTraceResult"].summary()["trace"].ci95)
+    np.testing.assert_allclose(bar.lines[2][0].get_segments()[0][:, 1],
+                               cases()["HessianTraceResult"].summary()["trace"].ci95)
     assert _errorbars(plot.features.shape_bias(cases()["ShapeBiasResult"]).axes[0])
 
 
