@@ -1,12 +1,11 @@
 """Sweeps under torchrun: two gloo ranks share the landscape's grid points, only rank 0 writes."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.torchrun import torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,13 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_landscape_under_torchrun_two_ranks(tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
-    env = {**os.environ, "FASTVIT_PROGRESS": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "fastvit_analysis", "landscape", "--model", "demo_resnet", "--dims", "1",
-                           "--steps", "4", "--num-samples", "8", "--batch-size", "8", "--out", str(out),
-                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    done = torchrun(["-m", "fastvit_analysis", "landscape", "--model", "demo_resnet", "--dims", "1", "--steps", "4",
+                     "--num-samples", "8", "--batch-size", "8", "--out", str(out), "--no-progress"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("landscape [demo_resnet]") == 1  # rank 0 reports and writes
     points = out / "landscape_points"

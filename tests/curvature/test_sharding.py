@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fastvit_analysis.curvature.sharding import shard_batches
+from tests.torchrun import torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,10 +76,7 @@ WORKER = SETUP + textwrap.dedent("""
 
 
 def _torchrun(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FASTVIT_PROGRESS": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=timeout)
+    return torchrun(args, cwd=tmp_path, timeout=timeout)
 
 
 def test_shards_use_every_sample_once_with_uneven_sizes():

@@ -1,7 +1,6 @@
 """Data-parallel `train` under torchrun (2 gloo ranks on CPU): it matches a one-process run, rank 0 alone
 writes, and a run resumes at another world size. Sharding is checked in-process against one process."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,11 +11,10 @@ import torch
 
 from fastvit_analysis.training import evaluate
 from fastvit_analysis.training.batches import TrainBatches, shard_batches
+from tests.torchrun import ENV, torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "training" / "_train_worker.py"
-ENV = {**os.environ, "FASTVIT_PROGRESS": "0", "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 def test_rank_shards_form_the_one_process_batches():
@@ -116,10 +114,8 @@ def test_cli_train_under_torchrun_writes_once(tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "fastvit_analysis", "train", "--model", "demo_resnet", "--epochs", "1",
-                           "--num-samples", "32", "--test-samples", "24", "--batch-size", "16", "--out", str(out),
-                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
+    done = torchrun(["-m", "fastvit_analysis", "train", "--model", "demo_resnet", "--epochs", "1", "--num-samples",
+                     "32", "--test-samples", "24", "--batch-size", "16", "--out", str(out), "--no-progress"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("train [run]") == 1 and "world size=2" in done.stdout  # rank 0 reports
     payload = json.loads((out / "train.json").read_text())
