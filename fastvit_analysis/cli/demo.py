@@ -118,7 +118,7 @@ def analysis_argv(name: str, plan: dict[str, Any]) -> list[str]:
         return ["hessian", "--mode", "max-eigen", "--which", "LM", "--num-batches", plan["num_batches"],
                 "--batch-size", plan["batch_size"], "--top-k", plan["top_k"], "--tol", plan["tol"],
                 "--max-hvp", plan["max_hvp"], "--weight-decay", plan["weight_decay"], "--augment",
-                "--split", "train", "--per-pass", plan.get("per_pass", 8)]
+                "--split", "train", *(["--per-pass", plan["per_pass"]] if "per_pass" in plan else [])]
     if name == "landscape":
         return ["landscape", "--steps", plan["steps"], "--num-samples", plan["num_samples"],
                 "--dims", plan["dims"], "--l2-coef", plan["l2_coef"], "--split", "train",
